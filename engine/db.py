@@ -1,0 +1,96 @@
+"""Engines, sessions and migrations.
+
+On SQLite, write transactions start with BEGIN IMMEDIATE so two commands never
+interleave (the second waits for the first, then sees its result); reads use a
+separate engine with deferred transactions so the inbox never waits on a writer.
+On PostgreSQL one engine serves both and commands lock the instance row.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def default_sqlite_url(instance_dir: str | os.PathLike) -> str:
+    path = Path(instance_dir).resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{path / 'salesflow.sqlite3'}"
+
+
+def normalize_url(url: str) -> str:
+    """Accept plain postgresql:// URLs and use psycopg 3 for them."""
+    if url.startswith("postgres://"):
+        url = "postgresql://" + url[len("postgres://"):]
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return url
+
+
+def _sqlite_engine(url: str, immediate: bool) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+
+    @event.listens_for(engine, "connect")
+    def _connect(dbapi_conn, _record):
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+class Database:
+    def __init__(self, url: str):
+        self.url = normalize_url(url)
+        if self.url.startswith("sqlite"):
+            self.is_sqlite = True
+            self.engine = _sqlite_engine(self.url, immediate=False)
+            self.write_engine = _sqlite_engine(self.url, immediate=True)
+        else:
+            self.is_sqlite = False
+            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            self.write_engine = self.engine
+        self._read = sessionmaker(self.engine, expire_on_commit=False)
+        self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+
+    @contextmanager
+    def read(self):
+        with self._read() as session:
+            yield session
+
+    @contextmanager
+    def write(self):
+        """One command, one transaction: commit at the end, roll back whole on any error."""
+        with self._write() as session:
+            with session.begin():
+                yield session
+
+    def migrate(self) -> None:
+        from alembic import command
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with self.write_engine.connect() as conn:
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, "head")
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+        if self.write_engine is not self.engine:
+            self.write_engine.dispose()

@@ -1,0 +1,352 @@
+"""Process definitions: read `workflows/`, validate, parse once per content hash,
+and record every deployed version in the database.
+
+A definition bundle holds everything one process version needs — its BPMN (and
+the BPMN of processes it calls), every DMN table, the forms its tasks use, its
+catalog entry and the lane rules — so a running instance keeps the exact rules it
+started with, whatever later changes on disk.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jsonschema
+from lxml import etree
+from sqlalchemy import func, select
+from SpiffWorkflow.bpmn.parser.ValidationException import ValidationException
+from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent, ThrowingEvent
+from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
+from SpiffWorkflow.spiff.specs.defaults import UserTask
+
+from .expressions import ExpressionError, compile_expression
+from .models import ProcessDefinition
+
+BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
+BPMNDI_NS = "http://www.omg.org/spec/BPMN/20100524/DI"
+SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+NS = {"bpmn": BPMN_NS, "bpmndi": BPMNDI_NS, "spiffworkflow": SPIFF_NS}
+DMN_NS = {"dmn": "https://www.omg.org/spec/DMN/20191111/MODEL/"}
+
+# Elements a process may contain. Anything else (script tasks above all) is refused.
+ALLOWED_FLOW_ELEMENTS = {
+    "startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent",
+    "userTask", "serviceTask", "businessRuleTask", "callActivity", "manualTask", "task",
+    "exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway",
+    "sequenceFlow", "laneSet", "textAnnotation", "association", "dataObject", "dataObjectReference",
+}
+DRAWN_ELEMENTS = ALLOWED_FLOW_ELEMENTS - {"laneSet", "dataObject", "sequenceFlow", "association"}
+
+_secure_parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
+
+
+class DefinitionError(ValueError):
+    """A process definition that cannot be deployed; the message says where and why."""
+
+
+@dataclass
+class TaskInfo:
+    name: str  # BPMN id
+    title: str
+    title_en: str
+    lane: str | None
+    form: str | None
+    data_key: str | None
+    is_approval: bool
+
+
+@dataclass
+class ParsedDefinition:
+    process_id: str
+    content_hash: str
+    bundle: dict
+    spec: object
+    subprocess_specs: dict
+    forms: dict  # form path -> schema
+    catalog: dict
+    lanes: dict
+    tasks: dict = field(default_factory=dict)  # spec name -> TaskInfo
+    events: dict = field(default_factory=dict)  # spec name -> extension properties of events
+
+    @property
+    def name(self) -> str:
+        return self.catalog.get("name", {}).get("en", self.process_id)
+
+    def process_bpmn(self, process_id: str | None = None) -> str:
+        """The BPMN text that defines `process_id` (default: this process)."""
+        pid = process_id or self.process_id
+        for text in self.bundle["bpmn"].values():
+            root = etree.fromstring(text.encode(), _secure_parser)
+            if root.find(f"bpmn:process[@id='{pid}']", NS) is not None:
+                return text
+        raise DefinitionError(f"no BPMN for {pid}")
+
+    def max_returns(self) -> int:
+        return int(self.catalog.get("max_returns", 10))
+
+
+def _hash(bundle: dict) -> str:
+    return hashlib.sha256(json.dumps(bundle, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DefinitionError(f"{path.name}: {exc}") from exc
+
+
+class WorkflowDirectory:
+    """The business rules on disk: BPMN, DMN, forms, the process catalog and lane rules."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not (self.path / "processes.json").is_file():
+            raise DefinitionError(f"{self.path} has no processes.json: not a SalesFlow workflows directory")
+
+    def bundles(self) -> dict[str, dict]:
+        catalog = _read_json(self.path / "processes.json")
+        lanes = _read_json(self.path / "lanes.json")
+        bpmn_files = {p.name: p.read_text(encoding="utf-8") for p in sorted(self.path.glob("*.bpmn"))}
+        dmn_files = {p.name: p.read_text(encoding="utf-8") for p in sorted(self.path.glob("*.dmn"))}
+        owners = {}  # process id -> bpmn file
+        calls = {}  # bpmn file -> called process ids
+        for fname, text in bpmn_files.items():
+            root = _parse_xml(text, fname)
+            for proc in root.findall("bpmn:process", NS):
+                owners[proc.get("id")] = fname
+            calls[fname] = {c.get("calledElement") for c in root.iter(f"{{{BPMN_NS}}}callActivity")}
+        result = {}
+        for process_id, entry in catalog.items():
+            if process_id.startswith("_"):
+                continue
+            if process_id not in owners:
+                raise DefinitionError(f"processes.json names {process_id}, but no BPMN file defines it")
+            files, todo = {}, [owners[process_id]]
+            while todo:
+                fname = todo.pop()
+                if fname in files:
+                    continue
+                files[fname] = bpmn_files[fname]
+                for called in calls[fname]:
+                    if called not in owners:
+                        raise DefinitionError(f"{fname}: call activity calls unknown process {called!r}")
+                    todo.append(owners[called])
+            bundle = {"process_id": process_id, "catalog": entry, "lanes": lanes,
+                      "bpmn": dict(sorted(files.items())), "dmn": dmn_files, "forms": {}}
+            for form in sorted(_referenced_forms(files.values(), entry)):
+                fpath = (self.path / form).resolve()
+                if self.path.resolve() not in fpath.parents or not fpath.is_file():
+                    raise DefinitionError(f"{process_id}: form {form!r} not found in {self.path}")
+                bundle["forms"][form] = _read_json(fpath)
+            result[process_id] = bundle
+        return result
+
+
+def _parse_xml(text: str, fname: str):
+    try:
+        return etree.fromstring(text.encode("utf-8"), _secure_parser)
+    except etree.XMLSyntaxError as exc:
+        raise DefinitionError(f"{fname}: not well-formed XML: {exc}") from exc
+
+
+def _referenced_forms(bpmn_texts, catalog_entry) -> set[str]:
+    forms = set()
+    if catalog_entry.get("start_form"):
+        forms.add(catalog_entry["start_form"])
+    for text in bpmn_texts:
+        root = etree.fromstring(text.encode("utf-8"), _secure_parser)
+        for prop in root.iter(f"{{{SPIFF_NS}}}property"):
+            if prop.get("name") == "formJsonSchemaFilename":
+                forms.add(prop.get("value"))
+    return forms
+
+
+def _check_bpmn(fname: str, root, lanes: dict) -> None:
+    """Static checks beyond the XSD: allowed elements, no scripts, expressions compile, lanes known, diagram info."""
+    problems = []
+    shapes = {s.get("bpmnElement") for s in root.iter(f"{{{BPMNDI_NS}}}BPMNShape")}
+    edges = {s.get("bpmnElement") for s in root.iter(f"{{{BPMNDI_NS}}}BPMNEdge")}
+    for proc in root.findall("bpmn:process", NS):
+        for el in proc.iter():
+            if not isinstance(el.tag, str) or not el.tag.startswith(f"{{{BPMN_NS}}}"):
+                continue
+            local = etree.QName(el).localname
+            parent = el.getparent()
+            if parent is proc:
+                if local not in ALLOWED_FLOW_ELEMENTS and local not in ("extensionElements", "documentation", "property"):
+                    problems.append(f"element <{local} id={el.get('id')!r}> is not allowed")
+                if local in DRAWN_ELEMENTS and el.get("id") not in shapes:
+                    problems.append(f"{local} {el.get('id')!r} has no diagram shape")
+                if local == "sequenceFlow" and el.get("id") not in edges:
+                    problems.append(f"sequence flow {el.get('id')!r} has no diagram edge")
+            if local == "lane" and el.get("name") not in lanes:
+                problems.append(f"lane {el.get('name')!r} is not defined in lanes.json")
+        for tag in ("preScript", "postScript"):
+            for el in proc.iter(f"{{{SPIFF_NS}}}{tag}"):
+                problems.append(f"{tag} on {el.getparent().getparent().get('id')!r}: scripts are not allowed")
+        exprs = [e.text for e in proc.iter(f"{{{BPMN_NS}}}conditionExpression")]
+        for tag in ("timeDate", "timeDuration", "timeCycle"):
+            exprs += [e.text for e in proc.iter(f"{{{BPMN_NS}}}{tag}")]
+        exprs += [p.get("value") for p in proc.iter(f"{{{SPIFF_NS}}}parameter")]
+        for expr in exprs:
+            try:
+                compile_expression((expr or "").strip())
+            except (ExpressionError, SyntaxError) as exc:
+                problems.append(str(exc))
+        for task in proc.iter(f"{{{BPMN_NS}}}userTask"):
+            if task.get("id") and not any(p.get("name") == "formJsonSchemaFilename" for p in task.iter(f"{{{SPIFF_NS}}}property")):
+                problems.append(f"user task {task.get('id')!r} has no formJsonSchemaFilename property")
+    if problems:
+        raise DefinitionError(f"{fname}: " + "; ".join(problems))
+
+
+def _check_dmn(fname: str, root) -> None:
+    problems = []
+    for el in root.iter("{*}inputExpression"):
+        text = el.findtext("{*}text") or ""
+        try:
+            compile_expression(text.strip())
+        except (ExpressionError, SyntaxError) as exc:
+            problems.append(str(exc))
+    for tag in ("inputEntry", "outputEntry"):
+        for el in root.iter(f"{{*}}{tag}"):
+            text = (el.findtext("{*}text") or "").strip()
+            if not text or text == "-":
+                continue
+            candidates = [text] if tag == "outputEntry" else [text, f"v {text}", text.replace("?", "v")]
+            errors = []
+            for candidate in candidates:
+                try:
+                    compile_expression(candidate)
+                    break
+                except (ExpressionError, SyntaxError) as exc:
+                    errors.append(str(exc))
+            else:
+                problems.append(f"{tag} {text!r}: {errors[-1]}")
+    if problems:
+        raise DefinitionError(f"{fname}: " + "; ".join(problems))
+
+
+def parse_bundle(bundle: dict, content_hash: str | None = None) -> ParsedDefinition:
+    process_id = bundle["process_id"]
+    parser = SpiffBpmnParser(validator=VALIDATOR)
+    try:
+        for fname, text in bundle["bpmn"].items():
+            root = _parse_xml(text, fname)
+            _check_bpmn(fname, root, bundle["lanes"])
+            parser.add_bpmn_xml(etree.ElementTree(root), filename=fname)
+        for fname, text in bundle["dmn"].items():
+            root = _parse_xml(text, fname)
+            _check_dmn(fname, root)
+            parser.add_dmn_xml(root, filename=fname)
+        spec = parser.get_spec(process_id)
+        subprocess_specs = parser.get_subprocess_specs(process_id)
+    except ValidationException as exc:
+        raise DefinitionError(f"{process_id}: {exc}") from exc
+    forms = {}
+    for path, schema in bundle["forms"].items():
+        try:
+            jsonschema.Draft202012Validator.check_schema(schema)
+        except jsonschema.SchemaError as exc:
+            raise DefinitionError(f"form {path}: not a valid JSON Schema: {exc.message}") from exc
+        forms[path] = schema
+    parsed = ParsedDefinition(
+        process_id=process_id, content_hash=content_hash or _hash(bundle), bundle=bundle,
+        spec=spec, subprocess_specs=subprocess_specs, forms=forms,
+        catalog=bundle["catalog"], lanes=bundle["lanes"],
+    )
+    for wf_spec in [spec, *subprocess_specs.values()]:
+        for ts in wf_spec.task_specs.values():
+            props = (getattr(ts, "extensions", None) or {}).get("properties", {})
+            if isinstance(ts, UserTask):
+                form = props.get("formJsonSchemaFilename")
+                if form not in forms:
+                    raise DefinitionError(f"{process_id}: task {ts.bpmn_id} uses unknown form {form!r}")
+                parsed.tasks[ts.name] = TaskInfo(
+                    name=ts.bpmn_id, title=ts.bpmn_name or ts.bpmn_id,
+                    title_en=props.get("titleEn", ts.bpmn_name or ts.bpmn_id), lane=ts.lane, form=form,
+                    data_key=props.get("dataKey"), is_approval=props.get("approval", "false") == "true",
+                )
+            elif isinstance(ts, (CatchingEvent, ThrowingEvent)):
+                parsed.events[ts.name] = {"title": ts.bpmn_name or ts.bpmn_id,
+                                          "title_en": props.get("titleEn", ts.bpmn_name or ts.bpmn_id), **props}
+    return parsed
+
+
+class DefinitionRegistry:
+    """Deploys definitions and hands out parsed specs, parsing each version once per process."""
+
+    def __init__(self, directory: WorkflowDirectory):
+        self.directory = directory
+        self._by_hash: dict[str, ParsedDefinition] = {}
+        self._latest: dict[str, int] = {}  # process id -> definition row id
+        self._rows: dict[int, tuple[str, str, int]] = {}  # row id -> (content hash, process id, version)
+        self._lock = threading.Lock()
+
+    def _parsed_for(self, content_hash: str, bundle_loader) -> ParsedDefinition:
+        parsed = self._by_hash.get(content_hash)
+        if parsed is None:
+            with self._lock:
+                parsed = self._by_hash.get(content_hash)
+                if parsed is None:
+                    parsed = parse_bundle(bundle_loader(), content_hash)
+                    self._by_hash[content_hash] = parsed
+        return parsed
+
+    def deploy(self, session) -> list[ProcessDefinition]:
+        """Validate everything on disk; record a new version for each changed process. All or nothing."""
+        bundles = self.directory.bundles()
+        parsed_now = {pid: self._parsed_for(_hash(b), lambda b=b: b) for pid, b in bundles.items()}
+        created = []
+        for pid, parsed in parsed_now.items():
+            row = session.scalar(select(ProcessDefinition).where(
+                ProcessDefinition.process_id == pid, ProcessDefinition.content_hash == parsed.content_hash))
+            if row is None:
+                version = (session.scalar(select(func.max(ProcessDefinition.version)).where(
+                    ProcessDefinition.process_id == pid)) or 0) + 1
+                row = ProcessDefinition(
+                    process_id=pid, version=version, name=parsed.name, content_hash=parsed.content_hash,
+                    sources=json.dumps(parsed.bundle, ensure_ascii=False), deployed_at=datetime.now(timezone.utc))
+                session.add(row)
+                session.flush()
+                created.append(row)
+        return created
+
+    def refresh_latest(self, session) -> None:
+        rows = session.execute(select(ProcessDefinition.id, ProcessDefinition.process_id,
+                                      ProcessDefinition.content_hash, ProcessDefinition.version)
+                               .order_by(ProcessDefinition.version)).all()
+        with self._lock:
+            for row_id, pid, content_hash, version in rows:
+                self._rows[row_id] = (content_hash, pid, version)
+                self._latest[pid] = row_id
+
+    def latest_id(self, session, process_id: str) -> int | None:
+        if process_id not in self._latest:
+            self.refresh_latest(session)
+        return self._latest.get(process_id)
+
+    def process_ids(self, session) -> list[str]:
+        if not self._latest:
+            self.refresh_latest(session)
+        return sorted(self._latest)
+
+    def get(self, session, definition_id: int) -> ParsedDefinition:
+        if definition_id not in self._rows:
+            self.refresh_latest(session)
+        content_hash, _pid, _version = self._rows[definition_id]
+
+        def load():
+            row = session.get(ProcessDefinition, definition_id)
+            return json.loads(row.sources)
+        return self._parsed_for(content_hash, load)
+
+    def version_of(self, session, definition_id: int) -> int:
+        if definition_id not in self._rows:
+            self.refresh_latest(session)
+        return self._rows[definition_id][2]

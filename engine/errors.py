@@ -1,0 +1,38 @@
+"""What commands raise. The web layer maps each to one HTTP status."""
+
+
+class EngineError(Exception):
+    status = 400
+
+    def __init__(self, message: str):
+        super().__init__(message)
+        self.message = message
+
+
+class BadRequest(EngineError):
+    status = 400
+
+
+class NotFound(EngineError):
+    status = 404
+
+
+class Forbidden(EngineError):
+    status = 403
+
+
+class Conflict(EngineError):
+    status = 409
+
+
+class ValidationFailed(EngineError):
+    status = 422
+
+    def __init__(self, errors: dict[str, str], message: str = "invalid data"):
+        super().__init__(message)
+        self.errors = errors
+
+
+class ProcessError(EngineError):
+    """The process definition failed while running (an expression, a service). Nothing was saved."""
+    status = 422

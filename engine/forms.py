@@ -1,0 +1,56 @@
+"""Task forms: JSON Schema validation with one message per field.
+
+Only the fields a form declares are accepted (form data becomes evaluation
+globals, ENGINE-NOTES), and unknown ones are reported rather than dropped.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+import json
+
+import jsonschema
+
+from .errors import ValidationFailed
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: str):
+    schema = json.loads(schema_json)
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
+
+
+def _field_of(error) -> str:
+    if error.validator == "required":
+        missing = [p for p in error.validator_value if isinstance(error.instance, dict) and p not in error.instance]
+        if missing:
+            return missing[0]
+    if error.path:
+        return str(error.path[0])
+    return "_form"
+
+
+def _message(error) -> str:
+    custom = (error.schema or {}).get("x-error") if isinstance(error.schema, dict) else None
+    if error.validator == "required":
+        return "this field is required"
+    if custom:
+        return custom
+    if error.validator == "enum":
+        return "must be one of: " + ", ".join(map(str, error.validator_value))
+    if error.validator == "type":
+        return f"must be of type {error.validator_value}"
+    return error.message
+
+
+def validate_form(schema: dict, data) -> dict:
+    """Return the accepted data or raise ValidationFailed({field: message})."""
+    if not isinstance(data, dict):
+        raise ValidationFailed({"_form": "data must be a JSON object"})
+    properties = schema.get("properties", {})
+    errors = {key: "unknown field" for key in data if key not in properties}
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    for error in sorted(validator.iter_errors(data), key=lambda e: len(list(e.path))):
+        errors.setdefault(_field_of(error), _message(error))
+    if errors:
+        raise ValidationFailed(errors)
+    return {key: value for key, value in data.items() if key in properties}

@@ -1,0 +1,194 @@
+"""The tables. Engine state is stored as TEXT (never JSONB: key order matters, ENGINE-NOTES trap 1)."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from sqlalchemy import (
+    JSON, Boolean, DateTime, ForeignKey, Index, Integer, Numeric, String, Text,
+    TypeDecorator, UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+class UTCDateTime(TypeDecorator):
+    """Aware datetimes in, aware UTC datetimes out, on every backend (SQLite keeps no zone)."""
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTCDateTime column")
+        value = value.astimezone(timezone.utc)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=timezone.utc)
+        return value.astimezone(timezone.utc)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Region(Base):
+    __tablename__ = "regions"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(40), unique=True)
+    name: Mapped[str] = mapped_column(String(120))
+
+
+class User(Base):
+    __tablename__ = "users"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(80), unique=True)
+    display_name: Mapped[str] = mapped_column(String(120))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"))
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    locale: Mapped[str | None] = mapped_column(String(10))
+
+    region: Mapped[Region | None] = relationship(lazy="joined")
+    roles: Mapped[list["UserRole"]] = relationship(lazy="selectin", cascade="all, delete-orphan")
+
+    @property
+    def role_names(self) -> set[str]:
+        return {r.role for r in self.roles}
+
+
+class UserRole(Base):
+    __tablename__ = "user_roles"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(40), primary_key=True, index=True)
+
+
+class Budget(Base):
+    __tablename__ = "budgets"
+    __table_args__ = (UniqueConstraint("region_id", "category", "period"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    category: Mapped[str] = mapped_column(String(40))
+    period: Mapped[str] = mapped_column(String(7))  # YYYY-MM
+    amount = mapped_column(Numeric(14, 2), nullable=False)
+
+
+class BudgetEntry(Base):
+    """Spending booked against a budget by an approved claim."""
+    __tablename__ = "budget_entries"
+    __table_args__ = (Index("ix_budget_entries_key", "region_id", "category", "period"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    region_id: Mapped[int] = mapped_column(ForeignKey("regions.id"))
+    category: Mapped[str] = mapped_column(String(40))
+    period: Mapped[str] = mapped_column(String(7))
+    amount = mapped_column(Numeric(14, 2), nullable=False)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ProcessDefinition(Base):
+    """One deployed version of a process: its sources (BPMN, DMN, forms) as they were."""
+    __tablename__ = "process_definitions"
+    __table_args__ = (UniqueConstraint("process_id", "version"), UniqueConstraint("process_id", "content_hash"))
+    id: Mapped[int] = mapped_column(primary_key=True)
+    process_id: Mapped[str] = mapped_column(String(80), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(String(200))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    sources: Mapped[str] = mapped_column(Text)  # JSON text: {"bpmn": {file: xml}, "dmn": {...}, "forms": {...}, "catalog": {...}}
+    deployed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ProcessInstance(Base):
+    __tablename__ = "process_instances"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    definition_id: Mapped[int] = mapped_column(ForeignKey("process_definitions.id"))
+    process_id: Mapped[str] = mapped_column(String(80), index=True)
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    started_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    subject_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"))
+    data: Mapped[dict] = mapped_column(JSON, default=dict)  # what the instance shows (json, not jsonb)
+    state: Mapped[str] = mapped_column(Text)  # SpiffWorkflow state, spec by reference
+    lock_version: Mapped[int] = mapped_column(Integer, default=0)
+    return_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_approver_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+    definition: Mapped[ProcessDefinition] = relationship(lazy="joined")
+    started_by: Mapped[User] = relationship(foreign_keys=[started_by_id], lazy="joined")
+    subject: Mapped[User] = relationship(foreign_keys=[subject_id], lazy="joined")
+
+
+class HumanTask(Base):
+    """Every user task that is or was open, indexed for the inbox."""
+    __tablename__ = "human_tasks"
+    __table_args__ = (
+        Index("ix_human_tasks_assignee_open", "assignee_id", "status"),
+        Index("ix_human_tasks_instance_status", "instance_id", "status"),
+    )
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # SpiffWorkflow task id
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id"))
+    process_id: Mapped[str] = mapped_column(String(80))
+    name: Mapped[str] = mapped_column(String(120))  # BPMN element id
+    title: Mapped[str] = mapped_column(String(200))
+    title_en: Mapped[str] = mapped_column(String(200))
+    lane: Mapped[str | None] = mapped_column(String(80))
+    form: Mapped[str | None] = mapped_column(String(200))
+    data_key: Mapped[str | None] = mapped_column(String(80))
+    is_approval: Mapped[bool] = mapped_column(Boolean, default=False)
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    status: Mapped[str] = mapped_column(String(20), index=True)
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    instance: Mapped[ProcessInstance] = relationship(lazy="raise")
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="joined")
+
+
+class HumanTaskCandidate(Base):
+    """Who may act on (claim) a task."""
+    __tablename__ = "human_task_candidates"
+    task_id: Mapped[str] = mapped_column(ForeignKey("human_tasks.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+
+
+class InstanceParticipant(Base):
+    """Who takes part in an instance (and may therefore see it)."""
+    __tablename__ = "instance_participants"
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+
+
+class Timer(Base):
+    """Every waiting timer event, by due time, for the timer runner to poll."""
+    __tablename__ = "timers"
+    __table_args__ = (Index("ix_timers_status_due", "status", "due_at"),)
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # SpiffWorkflow task id of the timer event
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    title: Mapped[str] = mapped_column(String(200))
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(20))  # waiting | fired | cancelled
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class HistoryEvent(Base):
+    __tablename__ = "history_events"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    action: Mapped[str] = mapped_column(String(40))
+    task: Mapped[str | None] = mapped_column(String(120))
+    detail: Mapped[dict] = mapped_column(JSON, default=dict)
+
+    actor: Mapped[User | None] = relationship(lazy="joined")

@@ -1,0 +1,105 @@
+"""The organisation: people, roles, regions, the manager chain, and who owns a lane."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from .models import User, UserRole
+
+ADMIN_ROLE = "admin"
+
+
+def hash_password(password: str) -> str:
+    return generate_password_hash(password)
+
+
+def verify_password(user: User | None, password: str) -> bool:
+    return bool(user and user.active and user.password_hash and check_password_hash(user.password_hash, password))
+
+
+def user_by_name(session, username: str) -> User | None:
+    return session.scalar(select(User).where(User.username == username))
+
+
+def users_with_role(session, role: str, region_id: int | None = None) -> list[User]:
+    stmt = select(User).join(UserRole, UserRole.user_id == User.id).where(UserRole.role == role, User.active.is_(True))
+    if region_id is not None:
+        stmt = stmt.where(User.region_id == region_id)
+    return list(session.scalars(stmt.order_by(User.username)))
+
+
+def manager_chain(session, user: User) -> list[User]:
+    """The user's managers, nearest first (inactive ones included: callers skip them)."""
+    chain, seen, current = [], {user.id}, user
+    while current.manager_id is not None and current.manager_id not in seen:
+        current = session.get(User, current.manager_id)
+        if current is None:
+            break
+        seen.add(current.id)
+        chain.append(current)
+    return chain
+
+
+def first_active_manager(session, user: User) -> User | None:
+    return next((m for m in manager_chain(session, user) if m.active), None)
+
+
+def reports_of(session, manager: User) -> set[int]:
+    """Ids of everyone below `manager` in the org chart (transitively)."""
+    rows = session.execute(select(User.id, User.manager_id)).all()
+    children: dict[int, list[int]] = {}
+    for uid, mid in rows:
+        if mid is not None:
+            children.setdefault(mid, []).append(uid)
+    result, todo = set(), [manager.id]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in result:
+                result.add(child)
+                todo.append(child)
+    return result
+
+
+@dataclass
+class LaneOwners:
+    users: list[User]
+    note: str | None = None  # why the owners are not the lane's usual ones
+
+
+def resolve_lane(session, lanes: dict, lane: str | None, subject: User, *, approval: bool) -> LaneOwners:
+    """Who owns a task in `lane` for an instance about `subject`.
+
+    Nobody approves their own submission: for an approval, the subject is never an
+    owner; if nobody else holds the role, the subject's own manager chain takes over.
+    """
+    rule = lanes.get(lane or "")
+    if rule is None:
+        return _fallback(session, f"lane {lane!r} has no owner rule")
+    if rule.get("relation") == "subject":
+        return LaneOwners([subject])
+    if rule.get("relation") == "manager":
+        manager = first_active_manager(session, subject)
+        if manager is None:
+            return _fallback(session, f"{subject.username} has no active manager")
+        return LaneOwners([manager])
+    role = rule.get("role")
+    if not role:
+        return _fallback(session, f"lane {lane!r} names neither a relation nor a role")
+    region_id = subject.region_id if rule.get("scope") == "region" else None
+    owners = users_with_role(session, role, region_id)
+    if approval:
+        owners = [u for u in owners if u.id != subject.id]
+        if not owners:
+            manager = first_active_manager(session, subject)
+            if manager is not None:
+                return LaneOwners([manager], f"no {role} other than the submitter; routed to {manager.username}")
+    if not owners:
+        return _fallback(session, f"nobody holds role {role!r}")
+    return LaneOwners(owners)
+
+
+def _fallback(session, reason: str) -> LaneOwners:
+    admins = users_with_role(session, ADMIN_ROLE)
+    return LaneOwners(admins, f"{reason}; routed to administrators")

@@ -1,0 +1,776 @@
+"""Commands on process instances, each one transaction.
+
+Every command: lock the instance, load its SpiffWorkflow state, act, run engine
+steps, then save the state, sync the `human_tasks` and `timers` tables and append
+history — or, on any error, roll back everything (a workflow that raised is never
+persisted: ENGINE-NOTES trap 4).
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from uuid import UUID
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
+from SpiffWorkflow.bpmn.specs.defaults import EndEvent
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.util.task import TaskState
+
+from . import clock, org, serializer
+from .calendar import BusinessCalendar
+from .db import Database
+from .definitions import DefinitionRegistry, ParsedDefinition, WorkflowDirectory
+from .errors import BadRequest, Conflict, Forbidden, NotFound, ProcessError, ValidationFailed
+from .expressions import ExpressionError, SalesflowScriptEngine
+from .forms import validate_form
+from .models import (
+    HistoryEvent, HumanTask, HumanTaskCandidate, InstanceParticipant, ProcessInstance, Timer, User,
+)
+from .services import Services, current_command
+
+log = logging.getLogger("salesflow.engine")
+
+DEFAULT_WORKFLOWS_DIR = Path(__file__).resolve().parent.parent / "workflows"
+MAX_SETTLE_ROUNDS = 50
+ACTOR = object()  # "the command's actor" in Command.record
+
+
+@dataclass
+class Command:
+    """What one command works on; services reach it through `current_command`."""
+    session: object
+    instance: ProcessInstance
+    parsed: ParsedDefinition
+    actor: User | None
+    now: datetime
+    history: list = field(default_factory=list)
+
+    def record(self, action: str, task: str | None = None, actor=ACTOR, **detail):
+        """Queue a history event; actor defaults to whoever runs the command, None means the system."""
+        self.history.append((self.actor if actor is ACTOR else actor, action, task, detail))
+
+
+class Engine:
+    def __init__(self, db: Database, workflows_dir: str | Path | None = None, calendar: BusinessCalendar | None = None):
+        self.db = db
+        self.workflows_dir = Path(workflows_dir or DEFAULT_WORKFLOWS_DIR)
+        self.definitions = DefinitionRegistry(WorkflowDirectory(self.workflows_dir))
+        self.calendar = calendar or BusinessCalendar(self.workflows_dir / "calendar.json")
+        self.script_engine = SalesflowScriptEngine(self.calendar, Services())
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> list[str]:
+        """Migrate the database and deploy what changed in workflows/. Returns the new versions."""
+        self.db.migrate()
+        return self.deploy()
+
+    def deploy(self) -> list[str]:
+        with self.db.write() as session:
+            created = self.definitions.deploy(session)
+            names = [f"{row.process_id} v{row.version}" for row in created]
+        with self.db.read() as session:
+            self.definitions.refresh_latest(session)
+        return names
+
+    # --------------------------------------------------------------- loading
+    def _lock(self, session, instance_id: int) -> ProcessInstance:
+        stmt = select(ProcessInstance).where(ProcessInstance.id == instance_id)
+        if not self.db.is_sqlite:
+            stmt = stmt.with_for_update(of=ProcessInstance)
+        instance = session.scalar(stmt)
+        if instance is None:
+            raise NotFound(f"instance {instance_id} not found")
+        return instance
+
+    def _load(self, cmd: Command) -> BpmnWorkflow:
+        wf = serializer.loads(cmd.instance.state, cmd.parsed.spec, cmd.parsed.subprocess_specs)
+        wf.script_engine = self.script_engine  # not serialized: re-attach after every load
+        return wf
+
+    def _save(self, cmd: Command, wf: BpmnWorkflow) -> None:
+        inst = cmd.instance
+        old_version = inst.lock_version
+        inst.state = serializer.dumps(wf)
+        inst.updated_at = cmd.now
+        if inst.id is None:
+            cmd.session.add(inst)
+            cmd.session.flush()
+        else:
+            # version check: on SQLite the IMMEDIATE transaction already serializes, this makes it explicit
+            result = cmd.session.execute(
+                update(ProcessInstance)
+                .where(ProcessInstance.id == inst.id, ProcessInstance.lock_version == old_version)
+                .values(lock_version=old_version + 1)
+                .execution_options(synchronize_session=False))
+            if result.rowcount != 1:
+                raise Conflict("the instance was changed concurrently; try again")
+            inst.lock_version = old_version + 1
+
+    # ------------------------------------------------------------ execution
+    def _run(self, cmd: Command, fn, *args):
+        """Run engine code; any failure becomes ProcessError (and the transaction rolls back)."""
+        token = current_command.set(cmd)
+        try:
+            with clock.frozen(cmd.now):
+                return fn(*args)
+        except (SpiffWorkflowException, ExpressionError, ValueError, TypeError, KeyError, NameError,
+                AttributeError, ZeroDivisionError, RecursionError) as exc:
+            log.warning("process error in instance %s: %s", cmd.instance.id, exc)
+            raise ProcessError(f"the process could not continue: {exc}; nothing was changed") from exc
+        finally:
+            current_command.reset(token)
+
+    def _settle(self, cmd: Command, wf: BpmnWorkflow) -> None:
+        """Run engine steps until only human tasks and waiting events remain; sync the tables."""
+        for _ in range(MAX_SETTLE_ROUNDS):
+            self._run(cmd, wf.do_engine_steps)
+            auto = self._sync_tasks(cmd, wf)
+            if not auto:
+                break
+            for task, data in auto:
+                self._run(cmd, self._run_task, task, data)
+        else:
+            raise ProcessError("the process kept approving itself; giving up, nothing was changed")
+        self._sync_timers(cmd, wf)
+        self._sync_instance(cmd, wf)
+
+    @staticmethod
+    def _run_task(task, data: dict) -> None:
+        if task.state != TaskState.READY:  # Task.run() does not check (trap 5)
+            raise Conflict("task is no longer open")
+        task.task_spec.add_data_from_form(task, data) if hasattr(task.task_spec, "add_data_from_form") \
+            else task.data.update(data)
+        task.run()
+
+    # ------------------------------------------------------------ syncing
+    def _ready_user_tasks(self, wf: BpmnWorkflow) -> list:
+        return wf.get_tasks(state=TaskState.READY, manual=True)
+
+    def _due_at(self, task) -> datetime | None:
+        parent = task.parent
+        if parent is None or not isinstance(parent.task_spec, BoundaryEventSplit):
+            return None
+        dues = []
+        for sibling in parent.children:
+            if sibling is task or sibling.state != TaskState.WAITING:
+                continue
+            event = getattr(sibling.task_spec, "event_definition", None)
+            if isinstance(event, TimerEventDefinition):
+                due = _timer_due(sibling)
+                if due is not None:
+                    dues.append(due)
+        return min(dues) if dues else None
+
+    def _sync_tasks(self, cmd: Command, wf: BpmnWorkflow) -> list:
+        """Mirror READY user tasks into human_tasks. Returns tasks to auto-approve."""
+        session, inst = cmd.session, cmd.instance
+        ready = {str(t.id): t for t in self._ready_user_tasks(wf)}
+        open_rows = {row.id: row for row in session.scalars(
+            select(HumanTask).where(HumanTask.instance_id == inst.id, HumanTask.status == "open"))}
+        for task_id, row in open_rows.items():
+            if task_id in ready:
+                continue
+            spiff_task = wf.get_task_from_id(UUID(task_id))
+            row.status = "completed" if spiff_task is not None and spiff_task.state == TaskState.COMPLETED else "cancelled"
+            row.completed_at = cmd.now
+            if row.status == "cancelled":
+                cmd.record("task_cancelled", row.name, actor=None)
+        auto = []
+        for task_id, task in ready.items():
+            if task_id in open_rows:
+                continue
+            info = cmd.parsed.tasks.get(task.task_spec.name)
+            if info is None:
+                raise ProcessError(f"task {task.task_spec.name} has no form definition")
+            owners = org.resolve_lane(session, cmd.parsed.lanes, info.lane, inst.subject, approval=info.is_approval)
+            if owners.note:
+                cmd.record("routed", info.name, actor=None, reason=owners.note)
+            row = HumanTask(
+                id=task_id, instance_id=inst.id, process_id=inst.process_id, name=info.name, title=info.title,
+                title_en=info.title_en, lane=info.lane, form=info.form, data_key=info.data_key,
+                is_approval=info.is_approval, status="open", due_at=self._due_at(task), created_at=cmd.now,
+                assignee_id=owners.users[0].id if len(owners.users) == 1 else None)
+            existing = session.get(HumanTask, task_id)
+            if existing is not None:  # a task reopened by a loop keeps its id in SpiffWorkflow
+                session.delete(existing)
+                session.flush()
+            session.add(row)
+            session.flush()
+            for user in owners.users:
+                session.add(HumanTaskCandidate(task_id=task_id, user_id=user.id))
+                self._participate(cmd, user.id)
+            only = owners.users[0] if len(owners.users) == 1 else None
+            if info.is_approval and only is not None and only.id == inst.last_approver_id:
+                # the same person is not asked twice in a row: their previous approval stands
+                data = {"decision": "approve", "comment": "自动通过：与上一步审批人相同 (auto-approved: same approver as the previous step)"}
+                row.status, row.completed_at, row.completed_by_id = "completed", cmd.now, only.id
+                cmd.record("auto_approved", info.name, actor=only, **data)
+                auto.append((task, self._form_payload(info, data, only)))
+            else:
+                cmd.record("task_created", info.name, actor=None,
+                           assignee=only.username if only else None,
+                           candidates=[u.username for u in owners.users] if not only else None)
+        return auto
+
+    def _sync_timers(self, cmd: Command, wf: BpmnWorkflow) -> None:
+        session, inst = cmd.session, cmd.instance
+        waiting = {}
+        for task in wf.event_manager.tasks.values():
+            if task.state == TaskState.WAITING and isinstance(task.task_spec.event_definition, TimerEventDefinition):
+                due = _timer_due(task)
+                if due is not None:
+                    waiting[str(task.id)] = (task, due)
+        rows = {row.id: row for row in session.scalars(
+            select(Timer).where(Timer.instance_id == inst.id, Timer.status == "waiting"))}
+        for timer_id, row in rows.items():
+            if timer_id in waiting:
+                continue
+            spiff_task = wf.get_task_from_id(UUID(timer_id))
+            if spiff_task is not None and spiff_task.state == TaskState.COMPLETED:
+                row.status, row.fired_at = "fired", cmd.now
+                event = cmd.parsed.events.get(spiff_task.task_spec.name, {})
+                cmd.record("timer_fired", row.name, actor=None, title=row.title, due_at=_iso(row.due_at))
+                if event.get("notify"):
+                    owners = org.resolve_lane(session, cmd.parsed.lanes, event["notify"], inst.subject, approval=False)
+                    for user in owners.users:
+                        self._participate(cmd, user.id)
+                    cmd.record("notified", row.name, actor=None, to=[u.username for u in owners.users],
+                               message=event.get("message", row.title))
+            else:
+                row.status = "cancelled"
+        for timer_id, (task, due) in waiting.items():
+            if timer_id not in rows:
+                existing = session.get(Timer, timer_id)
+                if existing is not None:
+                    session.delete(existing)
+                    session.flush()
+                event = cmd.parsed.events.get(task.task_spec.name, {})
+                session.add(Timer(id=timer_id, instance_id=inst.id, name=task.task_spec.bpmn_id,
+                                  title=event.get("title", task.task_spec.bpmn_id), due_at=due, status="waiting"))
+
+    def _sync_instance(self, cmd: Command, wf: BpmnWorkflow) -> None:
+        inst = cmd.instance
+        if wf.is_completed():
+            data = dict(wf.data)
+            outcome = None
+            for task in wf.get_tasks(state=TaskState.COMPLETED, spec_class=EndEvent):
+                if task.workflow is wf:
+                    outcome = cmd.parsed.events.get(task.task_spec.name, {}).get("outcome") or outcome
+            if outcome:
+                data["outcome"] = outcome
+            inst.status, inst.completed_at = "completed", cmd.now
+            cmd.record("instance_completed", None, actor=None, outcome=data.get("outcome"))
+        else:
+            data = {}
+            if wf.last_task is not None:
+                data.update(wf.last_task.data)
+            for task in self._ready_user_tasks(wf):
+                data.update(task.data)
+        data.pop("data_objects", None)
+        inst.data = _json_safe(data)
+
+    def _participate(self, cmd: Command, user_id: int) -> None:
+        session = cmd.session
+        key = (cmd.instance.id, user_id)
+        seen = session.info.setdefault("participants", set())
+        if key in seen:
+            return
+        seen.add(key)
+        if session.get(InstanceParticipant, key) is None:
+            session.add(InstanceParticipant(instance_id=cmd.instance.id, user_id=user_id))
+
+    def _write_history(self, cmd: Command) -> None:
+        for offset, (actor, action, task, detail) in enumerate(cmd.history):
+            cmd.session.add(HistoryEvent(
+                instance_id=cmd.instance.id, at=cmd.now + timedelta(microseconds=offset),
+                actor_id=actor.id if actor else None, action=action, task=task,
+                detail={k: v for k, v in detail.items() if v is not None}))
+        cmd.history.clear()
+
+    # ------------------------------------------------------------ commands
+    def start(self, process_id: str, username: str, data: dict | None = None, *, at: datetime | None = None) -> dict:
+        with self.db.write() as session:
+            actor = self._actor(session, username)
+            definition_id = self.definitions.latest_id(session, process_id)
+            if definition_id is None:
+                raise NotFound(f"process {process_id!r} not found")
+            parsed = self.definitions.get(session, definition_id)
+            if not self._may_start(session, parsed, actor):
+                raise Forbidden(f"{username} may not start {process_id}")
+            if data is not None and not isinstance(data, dict):
+                raise ValidationFailed({"_form": "data must be a JSON object"})
+            start_form = parsed.catalog.get("start_form")
+            initial = validate_form(parsed.forms[start_form], data or {}) if start_form else {}
+            subject = self._subject(session, parsed, actor, initial)
+            now = at or clock.now()
+            inst = ProcessInstance(
+                definition_id=definition_id, process_id=process_id, status="running", started_by_id=actor.id,
+                subject_id=subject.id, region_id=subject.region_id, data={}, state="", lock_version=0,
+                return_count=0, created_at=now, updated_at=now)
+            inst.started_by, inst.subject = actor, subject
+            session.add(inst)
+            session.flush()
+            cmd = Command(session, inst, parsed, actor, now)
+            meta = {"submitter": subject.username, "started_by": actor.username,
+                    "region": subject.region.code if subject.region else None}
+            wf = BpmnWorkflow(parsed.spec, parsed.subprocess_specs, script_engine=self.script_engine)
+            wf.task_tree.data.update({**meta, **initial})
+            self._participate(cmd, actor.id)
+            self._participate(cmd, subject.id)
+            cmd.record("started", None, subject=subject.username if subject.id != actor.id else None)
+            self._settle(cmd, wf)
+            if data and not start_form:
+                first = session.scalars(select(HumanTask).where(
+                    HumanTask.instance_id == inst.id, HumanTask.status == "open")).all()
+                if len(first) != 1 or first[0].assignee_id != actor.id:
+                    raise BadRequest("this process does not start with a task of yours; start it without data")
+                self._complete_loaded(cmd, wf, first[0], data)
+            self._save(cmd, wf)
+            self._write_history(cmd)
+            instance_id = inst.id
+        return self.instance(instance_id, username)
+
+    def complete(self, task_id: str, username: str, data: dict | None, *, at: datetime | None = None) -> dict:
+        expired = None
+        with self.db.write() as session:
+            actor = self._actor(session, username)
+            row = self._task_row(session, task_id)
+            cmd = self._command(session, row.instance_id, actor, at)
+            session.refresh(row)
+            self._check_can_act(session, row, actor)
+            wf = self._load(cmd)
+            # a due timer wins over the user (trap 3): fire it first, then look again
+            self._run(cmd, wf.refresh_timers)
+            self._settle(cmd, wf)
+            if row.status != "open":
+                expired = f"task {task_id} closed before your action: {row.title_en} is past its deadline"
+            else:
+                self._complete_loaded(cmd, wf, row, data)
+            self._save(cmd, wf)
+            self._write_history(cmd)
+            instance_id = row.instance_id
+        if expired:
+            raise Conflict(expired)
+        instance = self.instance(instance_id, username)
+        return {"instance": instance, "tasks": instance["tasks"]}
+
+    def _complete_loaded(self, cmd: Command, wf: BpmnWorkflow, row: HumanTask, data) -> None:
+        info = next((i for i in cmd.parsed.tasks.values() if i.name == row.name), None)
+        task = wf.get_task_from_id(UUID(row.id))
+        if task is None or task.state != TaskState.READY:
+            raise Conflict(f"task {row.id} is no longer open")
+        accepted = validate_form(cmd.parsed.forms[row.form], data if data is not None else {})
+        if row.is_approval:
+            decision = accepted.get("decision")
+            if decision == "return":
+                if cmd.instance.return_count >= cmd.parsed.max_returns():
+                    raise ValidationFailed({"decision": f"this request was already returned {cmd.instance.return_count} "
+                                            "times, the most this process allows; approve or reject it"})
+                cmd.instance.return_count += 1
+            cmd.instance.last_approver_id = cmd.actor.id if decision == "approve" else None
+            action = {"approve": "approved", "reject": "rejected", "return": "returned"}.get(decision, "completed")
+            cmd.record(action, row.name, **{k: accepted.get(k) for k in accepted})
+        else:
+            cmd.instance.last_approver_id = None
+            cmd.record("completed", row.name, **accepted)
+        row.status, row.completed_at, row.completed_by_id = "completed", cmd.now, cmd.actor.id
+        if row.assignee_id is None:
+            row.assignee_id = cmd.actor.id
+        self._participate(cmd, cmd.actor.id)
+        self._run(cmd, self._run_task, task, self._form_payload(info, accepted, cmd.actor))
+        self._settle(cmd, wf)
+
+    @staticmethod
+    def _form_payload(info, accepted: dict, actor: User) -> dict:
+        if info is not None and info.data_key:
+            return {info.data_key: {**accepted, "by": actor.username}}
+        return dict(accepted)
+
+    def claim(self, task_id: str, username: str) -> dict:
+        with self.db.write() as session:
+            actor = self._actor(session, username)
+            row = self._task_row(session, task_id)
+            cmd = self._command(session, row.instance_id, actor, None)
+            session.refresh(row)
+            if row.status != "open":
+                raise Conflict(f"task {task_id} is already {row.status}")
+            if not self._is_candidate(session, row, actor):
+                raise Forbidden(f"task {task_id} is not yours to claim")
+            if row.assignee_id not in (None, actor.id):
+                raise Conflict(f"task {task_id} is held by {row.assignee.username}")
+            if row.assignee_id is None:
+                row.assignee_id = actor.id
+                cmd.record("claimed", row.name)
+                self._bump(cmd)
+                self._write_history(cmd)
+        return self.task(task_id, username)
+
+    def delegate(self, task_id: str, username: str, to: str, comment: str | None = None) -> dict:
+        with self.db.write() as session:
+            actor = self._actor(session, username)
+            row = self._task_row(session, task_id)
+            cmd = self._command(session, row.instance_id, actor, None)
+            session.refresh(row)
+            self._check_can_act(session, row, actor)
+            if not isinstance(to, str) or not to:
+                raise ValidationFailed({"to": "this field is required"})
+            target = org.user_by_name(session, to)
+            if target is None or not target.active:
+                raise ValidationFailed({"to": f"no active user {to!r}"})
+            if target.id == actor.id:
+                raise ValidationFailed({"to": "the task is already yours"})
+            if row.is_approval and target.id == cmd.instance.subject_id:
+                raise ValidationFailed({"to": "nobody approves their own request"})
+            row.assignee_id = target.id
+            session.execute(delete(HumanTaskCandidate).where(HumanTaskCandidate.task_id == row.id))
+            session.add(HumanTaskCandidate(task_id=row.id, user_id=target.id))
+            self._participate(cmd, target.id)
+            cmd.record("delegated", row.name, **{"from": actor.username, "to": target.username, "comment": comment or None})
+            self._bump(cmd)
+            self._write_history(cmd)
+        return self.task(task_id, to)
+
+    def withdraw(self, instance_id: int, username: str) -> dict:
+        with self.db.write() as session:
+            actor = self._actor(session, username)
+            cmd = self._command(session, instance_id, actor, None)
+            inst = cmd.instance
+            if not self._can_see(session, inst, actor):
+                raise NotFound(f"instance {instance_id} not found")
+            if inst.started_by_id != actor.id:
+                raise Forbidden("only the person who started it may withdraw it")
+            if inst.status != "running":
+                raise Conflict(f"instance {instance_id} is {inst.status}, not running")
+            wf = self._load(cmd)
+            self._run(cmd, wf.cancel)
+            session.execute(update(HumanTask).where(HumanTask.instance_id == inst.id, HumanTask.status == "open")
+                            .values(status="cancelled", completed_at=cmd.now))
+            session.execute(update(Timer).where(Timer.instance_id == inst.id, Timer.status == "waiting")
+                            .values(status="cancelled"))
+            data = dict(inst.data or {})
+            data["outcome"] = "withdrawn"
+            inst.data, inst.status, inst.completed_at = data, "cancelled", cmd.now
+            cmd.record("withdrawn", None)
+            self._save(cmd, wf)
+            self._write_history(cmd)
+        return self.instance(instance_id, username)
+
+    def fire_due_timers(self, at: datetime | None = None, limit: int = 1000) -> list[dict]:
+        """Fire every timer due at or before `at`, each in its own transaction. Safe to run concurrently."""
+        at = at or clock.now()
+        with self.db.read() as session:
+            due = session.execute(select(Timer.id, Timer.instance_id).where(
+                Timer.status == "waiting", Timer.due_at <= at).order_by(Timer.due_at).limit(limit)).all()
+        fired = []
+        for timer_id, instance_id in due:
+            try:
+                result = self._fire_one(timer_id, instance_id, at)
+            except ProcessError as exc:
+                log.error("timer %s of instance %s failed: %s", timer_id, instance_id, exc)
+                fired.append({"timer": timer_id, "instance_id": instance_id, "error": exc.message})
+                continue
+            if result:
+                fired.append(result)
+        return fired
+
+    def _fire_one(self, timer_id: str, instance_id: int, at: datetime) -> dict | None:
+        with self.db.write() as session:
+            stmt = select(Timer).where(Timer.id == timer_id, Timer.status == "waiting")
+            if not self.db.is_sqlite:
+                stmt = stmt.with_for_update(skip_locked=True)
+            timer = session.scalar(stmt)
+            if timer is None:
+                return None  # fired or claimed by another worker
+            # Spiff compares with "<": a timer due exactly at `at` must fire, so look a microsecond later
+            cmd = self._command(session, instance_id, None, at + timedelta(microseconds=1))
+            if cmd.instance.status != "running":
+                timer.status = "cancelled"
+                return None
+            wf = self._load(cmd)
+            self._run(cmd, wf.refresh_timers)
+            self._settle(cmd, wf)
+            self._save(cmd, wf)
+            self._write_history(cmd)
+            session.flush()
+            if timer.status != "fired":
+                return None
+            return {"timer": timer.id, "instance_id": instance_id, "process_id": cmd.instance.process_id,
+                    "name": timer.name, "title": timer.title, "due_at": _iso(timer.due_at)}
+
+    # ------------------------------------------------------------ helpers
+    def _command(self, session, instance_id: int, actor: User | None, at: datetime | None) -> Command:
+        inst = self._lock(session, instance_id)
+        parsed = self.definitions.get(session, inst.definition_id)
+        return Command(session, inst, parsed, actor, at or clock.now())
+
+    def _bump(self, cmd: Command) -> None:
+        cmd.instance.lock_version += 1
+        cmd.instance.updated_at = cmd.now
+
+    def _actor(self, session, username: str) -> User:
+        user = org.user_by_name(session, username)
+        if user is None or not user.active:
+            raise Forbidden(f"unknown or inactive user {username!r}")
+        return user
+
+    def _task_row(self, session, task_id: str) -> HumanTask:
+        row = session.get(HumanTask, str(task_id)) if _is_uuid(task_id) else None
+        if row is None:
+            raise NotFound(f"task {task_id} not found")
+        return row
+
+    def _is_candidate(self, session, row: HumanTask, user: User) -> bool:
+        return session.get(HumanTaskCandidate, (row.id, user.id)) is not None
+
+    def _check_can_act(self, session, row: HumanTask, actor: User) -> None:
+        if row.status != "open":
+            if not self._is_candidate(session, row, actor) and row.assignee_id != actor.id \
+                    and not self._can_see(session, session.get(ProcessInstance, row.instance_id), actor):
+                raise NotFound(f"task {row.id} not found")
+            raise Conflict(f"task {row.id} is already {row.status}")
+        if row.assignee_id == actor.id:
+            return
+        if row.assignee_id is None and self._is_candidate(session, row, actor):
+            return
+        if row.assignee_id is not None and self._is_candidate(session, row, actor):
+            raise Forbidden(f"task {row.id} is held by {row.assignee.username}")
+        raise Forbidden(f"task {row.id} is not yours")
+
+    def _may_start(self, session, parsed: ParsedDefinition, user: User) -> bool:
+        rule = parsed.catalog.get("starters", {})
+        roles = set(rule.get("roles", []))
+        if roles and not (roles & user.role_names):
+            return False
+        if rule.get("requires_manager") and org.first_active_manager(session, user) is None:
+            return False
+        return True
+
+    def _subject(self, session, parsed: ParsedDefinition, actor: User, initial: dict) -> User:
+        field_name = parsed.catalog.get("subject_field")
+        if not field_name or not initial.get(field_name):
+            if parsed.catalog.get("subject_required"):
+                raise ValidationFailed({field_name: "this field is required"})
+            return actor
+        subject = org.user_by_name(session, initial[field_name])
+        if subject is None or not subject.active:
+            raise ValidationFailed({field_name: f"no active user {initial[field_name]!r}"})
+        rule = parsed.catalog.get("subject_rule")
+        if rule == "self_or_report" and subject.id != actor.id and subject.id not in org.reports_of(session, actor):
+            raise ValidationFailed({field_name: f"{subject.username} is not in your team"})
+        if rule == "has_manager" and org.first_active_manager(session, subject) is None:
+            raise ValidationFailed({field_name: f"{subject.username} has no manager to evaluate them"})
+        if rule == "not_self" and subject.id == actor.id:
+            raise ValidationFailed({field_name: "you cannot start this for yourself"})
+        return subject
+
+    # ------------------------------------------------------------ queries
+    def _can_see(self, session, inst: ProcessInstance, user: User) -> bool:
+        if org.ADMIN_ROLE in user.role_names:
+            return True
+        if session.get(InstanceParticipant, (inst.id, user.id)) is not None:
+            return True
+        team = org.reports_of(session, user)
+        return inst.subject_id in team or inst.started_by_id in team
+
+    def visible_filter(self, session, user: User):
+        """SQL condition: instances `user` may see."""
+        if org.ADMIN_ROLE in user.role_names:
+            return True
+        team = org.reports_of(session, user)
+        participant = select(InstanceParticipant.instance_id).where(InstanceParticipant.user_id == user.id)
+        cond = ProcessInstance.id.in_(participant)
+        if team:
+            cond = cond | ProcessInstance.subject_id.in_(team) | ProcessInstance.started_by_id.in_(team)
+        return cond
+
+    def processes(self, username: str) -> list[dict]:
+        with self.db.read() as session:
+            user = self._actor(session, username)
+            result = []
+            for pid in self.definitions.process_ids(session):
+                definition_id = self.definitions.latest_id(session, pid)
+                parsed = self.definitions.get(session, definition_id)
+                if parsed.catalog.get("startable", True) and self._may_start(session, parsed, user):
+                    result.append({"id": pid, "name": parsed.name,
+                                   "names": parsed.catalog.get("name", {}),
+                                   "version": self.definitions.version_of(session, definition_id),
+                                   "start_form": parsed.forms.get(parsed.catalog.get("start_form"))
+                                   or self._first_form(parsed)})
+            return result
+
+    def _first_form(self, parsed: ParsedDefinition):
+        first = parsed.catalog.get("first_task")
+        info = next((i for i in parsed.tasks.values() if i.name == first), None)
+        return parsed.forms.get(info.form) if info else None
+
+    def instance(self, instance_id, username: str) -> dict:
+        with self.db.read() as session:
+            user = self._actor(session, username)
+            inst = session.get(ProcessInstance, _int(instance_id))
+            if inst is None or not self._can_see(session, inst, user):
+                raise NotFound(f"instance {instance_id} not found")
+            return self._instance_dict(session, inst, with_history=True)
+
+    def instances(self, username: str, process_id: str | None = None, status: str | None = None,
+                  mine: bool = False, limit: int = 200) -> list[dict]:
+        with self.db.read() as session:
+            user = self._actor(session, username)
+            stmt = select(ProcessInstance)
+            if mine:
+                stmt = stmt.where(ProcessInstance.started_by_id == user.id)
+            else:
+                cond = self.visible_filter(session, user)
+                if cond is not True:
+                    stmt = stmt.where(cond)
+            if process_id:
+                stmt = stmt.where(ProcessInstance.process_id == process_id)
+            if status:
+                stmt = stmt.where(ProcessInstance.status == status)
+            rows = session.scalars(stmt.order_by(ProcessInstance.id.desc()).limit(limit)).all()
+            open_tasks = self._open_tasks_by_instance(session, [r.id for r in rows])
+            return [self._instance_dict(session, r, with_history=False, tasks=open_tasks.get(r.id, []))
+                    for r in rows]
+
+    def tasks(self, username: str, process_id: str | None = None, instance_id=None, limit: int = 500) -> list[dict]:
+        """Open tasks the user can act on: assigned to them, or unassigned with them as a candidate."""
+        with self.db.read() as session:
+            user = self._actor(session, username)
+            claimable = select(HumanTaskCandidate.task_id).where(HumanTaskCandidate.user_id == user.id)
+            stmt = select(HumanTask).where(
+                HumanTask.status == "open",
+                (HumanTask.assignee_id == user.id) | (HumanTask.assignee_id.is_(None) & HumanTask.id.in_(claimable)))
+            if process_id:
+                stmt = stmt.where(HumanTask.process_id == process_id)
+            if instance_id not in (None, ""):
+                stmt = stmt.where(HumanTask.instance_id == _int(instance_id))
+            rows = session.scalars(stmt.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
+                                                 HumanTask.created_at).limit(limit)).all()
+            return [self._task_dict(r) for r in rows]
+
+    def task(self, task_id: str, username: str) -> dict:
+        with self.db.read() as session:
+            user = self._actor(session, username)
+            row = self._task_row(session, task_id)
+            inst = session.get(ProcessInstance, row.instance_id)
+            if not (row.assignee_id == user.id or self._is_candidate(session, row, user)
+                    or self._can_see(session, inst, user)):
+                raise NotFound(f"task {task_id} not found")
+            parsed = self.definitions.get(session, inst.definition_id)
+            result = self._task_dict(row)
+            result["form"] = parsed.forms.get(row.form)
+            result["data"] = dict(inst.data or {})
+            if row.data_key and isinstance(result["data"].get(row.data_key), dict) and row.status == "open":
+                result["values"] = {}
+            elif row.status == "open" and not row.is_approval:
+                props = (result["form"] or {}).get("properties", {})
+                result["values"] = {k: v for k, v in result["data"].items() if k in props}
+            result["instance_status"] = inst.status
+            result["can_act"] = row.status == "open" and (
+                row.assignee_id == user.id or (row.assignee_id is None and self._is_candidate(session, row, user)))
+            return result
+
+    def diagram(self, instance_id, username: str, titles_lang: str = "zh") -> str:
+        from .diagram import render_svg
+        with self.db.read() as session:
+            user = self._actor(session, username)
+            inst = session.get(ProcessInstance, _int(instance_id))
+            if inst is None or not self._can_see(session, inst, user):
+                raise NotFound(f"instance {instance_id} not found")
+            parsed = self.definitions.get(session, inst.definition_id)
+            active = set(session.scalars(select(HumanTask.name).where(
+                HumanTask.instance_id == inst.id, HumanTask.status == "open")))
+            done = set(session.scalars(select(HumanTask.name).where(
+                HumanTask.instance_id == inst.id, HumanTask.status == "completed")))
+            titles = None
+            if titles_lang == "en":
+                titles = {i.name: i.title_en for i in parsed.tasks.values()}
+                titles.update({k.split(".")[0]: v["title_en"] for k, v in parsed.events.items()})
+            return render_svg(parsed.process_bpmn(), inst.process_id, active=active, completed=done - active,
+                              titles=titles)
+
+    def _open_tasks_by_instance(self, session, ids: list[int]) -> dict[int, list[dict]]:
+        result: dict[int, list[dict]] = {}
+        if not ids:
+            return result
+        for row in session.scalars(select(HumanTask).where(HumanTask.instance_id.in_(ids), HumanTask.status == "open")
+                                   .order_by(HumanTask.created_at)):
+            result.setdefault(row.instance_id, []).append(self._task_dict(row))
+        return result
+
+    def _instance_dict(self, session, inst: ProcessInstance, *, with_history: bool, tasks=None) -> dict:
+        if tasks is None:
+            tasks = self._open_tasks_by_instance(session, [inst.id]).get(inst.id, [])
+        result = {
+            "id": inst.id, "process_id": inst.process_id, "status": inst.status,
+            "started_by": inst.started_by.username, "subject": inst.subject.username,
+            "data": dict(inst.data or {}), "tasks": tasks,
+            "created_at": _iso(inst.created_at), "updated_at": _iso(inst.updated_at),
+            "completed_at": _iso(inst.completed_at),
+        }
+        if with_history:
+            events = session.scalars(select(HistoryEvent).where(HistoryEvent.instance_id == inst.id)
+                                     .order_by(HistoryEvent.at, HistoryEvent.id)).all()
+            result["history"] = [{"at": _iso(e.at), "actor": e.actor.username if e.actor else None,
+                                  "action": e.action, "task": e.task, "detail": e.detail or {}} for e in events]
+        return result
+
+    def _task_dict(self, row: HumanTask) -> dict:
+        now = clock.now()
+        return {
+            "id": row.id, "instance_id": row.instance_id, "process_id": row.process_id, "name": row.name,
+            "title": row.title, "title_en": row.title_en, "lane": row.lane,
+            "assignee": row.assignee.username if row.assignee else None, "status": row.status,
+            "due_at": _iso(row.due_at), "overdue": bool(row.status == "open" and row.due_at and row.due_at < now),
+            "created_at": _iso(row.created_at), "completed_at": _iso(row.completed_at),
+            "is_approval": row.is_approval,
+        }
+
+
+def _timer_due(task) -> datetime | None:
+    details = task.task_spec.event_definition.details(task)
+    value = details.value
+    if isinstance(value, dict):
+        value = value.get("next")
+    if not value:
+        return None
+    try:
+        return TimerEventDefinition.get_datetime(value) if isinstance(value, str) else value
+    except ValueError:
+        return None
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat() if value else None
+
+
+def _is_uuid(value) -> bool:
+    try:
+        UUID(str(value))
+        return True
+    except ValueError:
+        return False
+
+
+def _int(value) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NotFound(f"instance {value} not found") from None
+
+
+def _json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

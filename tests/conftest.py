@@ -1,0 +1,73 @@
+"""Shared fixtures. Every test runs on SQLite; with SALESFLOW_TEST_DATABASE_URL set
+(CI sets it to the local PostgreSQL) the database tests run on PostgreSQL too.
+A PostgreSQL URL that does not answer fails the run: it is never skipped."""
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import text
+
+from engine.db import Database
+from engine.demo import seed_demo
+from engine.models import Base
+from engine.runtime import Engine
+
+PG_URL = os.environ.get("SALESFLOW_TEST_DATABASE_URL")
+BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory):
+    path = tmp_path_factory.mktemp("template") / "template.sqlite3"
+    db = Database(f"sqlite:///{path}")
+    db.migrate()
+    db.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+def pg_migrated():
+    db = Database(PG_URL)
+    with db.write_engine.begin() as conn:
+        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    db.migrate()
+    db.dispose()
+    return PG_URL
+
+
+@pytest.fixture(params=BACKENDS)
+def database(request, tmp_path, sqlite_template):
+    if request.param == "sqlite":
+        path = tmp_path / "salesflow.sqlite3"
+        shutil.copy(sqlite_template, path)
+        db = Database(f"sqlite:///{path}")
+    else:
+        url = request.getfixturevalue("pg_migrated")
+        db = Database(url)
+        names = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
+        with db.write_engine.begin() as conn:
+            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    yield db
+    db.dispose()
+
+
+@pytest.fixture
+def engine(database):
+    eng = Engine(database)
+    eng.setup()
+    with database.write() as session:
+        seed_demo(session)
+    return eng
+
+
+def at(text_value: str) -> datetime:
+    """An aware datetime from 'YYYY-MM-DDTHH:MM' (+08:00 unless given)."""
+    value = datetime.fromisoformat(text_value)
+    if value.tzinfo is None:
+        from zoneinfo import ZoneInfo
+        value = value.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    return value.astimezone(timezone.utc)
