@@ -19,14 +19,15 @@ def _validator(schema_json: str):
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
-def _field_of(error) -> str:
-    if error.validator == "required":
-        missing = [p for p in error.validator_value if isinstance(error.instance, dict) and p not in error.instance]
+def _fields_of(error) -> list[str]:
+    if error.validator == "required" and isinstance(error.instance, dict):
+        missing = [p for p in error.validator_value if p not in error.instance]
         if missing:
-            return missing[0]
+            prefix = ".".join(str(p) for p in error.path)
+            return [f"{prefix}.{m}" if prefix else m for m in missing]
     if error.path:
-        return str(error.path[0])
-    return "_form"
+        return [".".join(str(p) for p in error.path)]
+    return ["_form"]
 
 
 def _message(error) -> str:
@@ -50,7 +51,8 @@ def validate_form(schema: dict, data) -> dict:
     errors = {key: "unknown field" for key in data if key not in properties}
     validator = _validator(json.dumps(schema, sort_keys=True))
     for error in sorted(validator.iter_errors(data), key=lambda e: len(list(e.path))):
-        errors.setdefault(_field_of(error), _message(error))
+        for name in _fields_of(error):
+            errors.setdefault(name, _message(error))
     if errors:
         raise ValidationFailed(errors)
     return {key: value for key, value in data.items() if key in properties}

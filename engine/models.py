@@ -54,7 +54,7 @@ class User(Base):
     locale: Mapped[str | None] = mapped_column(String(10))
 
     region: Mapped[Region | None] = relationship(lazy="joined")
-    roles: Mapped[list["UserRole"]] = relationship(lazy="selectin", cascade="all, delete-orphan")
+    roles: Mapped[list["UserRole"]] = relationship(lazy="select", cascade="all, delete-orphan")
 
     @property
     def role_names(self) -> set[str]:
@@ -121,9 +121,11 @@ class ProcessInstance(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
-    definition: Mapped[ProcessDefinition] = relationship(lazy="joined")
-    started_by: Mapped[User] = relationship(foreign_keys=[started_by_id], lazy="joined")
-    subject: Mapped[User] = relationship(foreign_keys=[subject_id], lazy="joined")
+    started_by: Mapped[User] = relationship(foreign_keys=[started_by_id], lazy="select")
+    subject: Mapped[User] = relationship(foreign_keys=[subject_id], lazy="select")
+
+    # optimistic lock: every UPDATE checks and bumps lock_version (StaleDataError when it changed)
+    __mapper_args__ = {"version_id_col": lock_version}
 
 
 class HumanTask(Base):

@@ -14,7 +14,7 @@ from pathlib import Path
 from uuid import UUID
 
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -94,23 +94,13 @@ class Engine:
         return wf
 
     def _save(self, cmd: Command, wf: BpmnWorkflow) -> None:
-        inst = cmd.instance
-        old_version = inst.lock_version
-        inst.state = serializer.dumps(wf)
-        inst.updated_at = cmd.now
-        if inst.id is None:
-            cmd.session.add(inst)
+        """Write the state; the UPDATE carries the lock_version check (models.ProcessInstance)."""
+        cmd.instance.state = serializer.dumps(wf)
+        cmd.instance.updated_at = cmd.now
+        try:
             cmd.session.flush()
-        else:
-            # version check: on SQLite the IMMEDIATE transaction already serializes, this makes it explicit
-            result = cmd.session.execute(
-                update(ProcessInstance)
-                .where(ProcessInstance.id == inst.id, ProcessInstance.lock_version == old_version)
-                .values(lock_version=old_version + 1)
-                .execution_options(synchronize_session=False))
-            if result.rowcount != 1:
-                raise Conflict("the instance was changed concurrently; try again")
-            inst.lock_version = old_version + 1
+        except StaleDataError:
+            raise Conflict("the instance was changed concurrently; try again") from None
 
     # ------------------------------------------------------------ execution
     def _run(self, cmd: Command, fn, *args):
@@ -182,6 +172,8 @@ class Engine:
             if row.status == "cancelled":
                 cmd.record("task_cancelled", row.name, actor=None)
         auto = []
+        new = [tid for tid in ready if tid not in open_rows]
+        reopened = set(session.scalars(select(HumanTask.id).where(HumanTask.id.in_(new)))) if new else set()
         for task_id, task in ready.items():
             if task_id in open_rows:
                 continue
@@ -196,10 +188,9 @@ class Engine:
                 title_en=info.title_en, lane=info.lane, form=info.form, data_key=info.data_key,
                 is_approval=info.is_approval, status="open", due_at=self._due_at(task), created_at=cmd.now,
                 assignee_id=owners.users[0].id if len(owners.users) == 1 else None)
-            existing = session.get(HumanTask, task_id)
-            if existing is not None:  # a task reopened by a loop keeps its id in SpiffWorkflow
-                session.delete(existing)
-                session.flush()
+            if task_id in reopened:  # a task reopened by a loop keeps its id in SpiffWorkflow
+                session.execute(delete(HumanTaskCandidate).where(HumanTaskCandidate.task_id == task_id))
+                session.execute(delete(HumanTask).where(HumanTask.id == task_id))
             session.add(row)
             session.flush()
             for user in owners.users:
@@ -311,7 +302,7 @@ class Engine:
             now = at or clock.now()
             inst = ProcessInstance(
                 definition_id=definition_id, process_id=process_id, status="running", started_by_id=actor.id,
-                subject_id=subject.id, region_id=subject.region_id, data={}, state="", lock_version=0,
+                subject_id=subject.id, region_id=subject.region_id, data={}, state="",
                 return_count=0, created_at=now, updated_at=now)
             inst.started_by, inst.subject = actor, subject
             session.add(inst)
@@ -333,8 +324,8 @@ class Engine:
                 self._complete_loaded(cmd, wf, first[0], data)
             self._save(cmd, wf)
             self._write_history(cmd)
-            instance_id = inst.id
-        return self.instance(instance_id, username)
+            session.flush()
+            return self._instance_dict(session, inst, with_history=True)
 
     def complete(self, task_id: str, username: str, data: dict | None, *, at: datetime | None = None) -> dict:
         expired = None
@@ -354,10 +345,10 @@ class Engine:
                 self._complete_loaded(cmd, wf, row, data)
             self._save(cmd, wf)
             self._write_history(cmd)
-            instance_id = row.instance_id
+            session.flush()
+            instance = self._instance_dict(session, cmd.instance, with_history=True)
         if expired:
             raise Conflict(expired)
-        instance = self.instance(instance_id, username)
         return {"instance": instance, "tasks": instance["tasks"]}
 
     def _complete_loaded(self, cmd: Command, wf: BpmnWorkflow, row: HumanTask, data) -> None:
@@ -459,7 +450,8 @@ class Engine:
             cmd.record("withdrawn", None)
             self._save(cmd, wf)
             self._write_history(cmd)
-        return self.instance(instance_id, username)
+            session.flush()
+            return self._instance_dict(session, inst, with_history=True)
 
     def fire_due_timers(self, at: datetime | None = None, limit: int = 1000) -> list[dict]:
         """Fire every timer due at or before `at`, each in its own transaction. Safe to run concurrently."""
@@ -510,8 +502,12 @@ class Engine:
         return Command(session, inst, parsed, actor, at or clock.now())
 
     def _bump(self, cmd: Command) -> None:
-        cmd.instance.lock_version += 1
+        """Touch the instance so the UPDATE's version check orders this command against others."""
         cmd.instance.updated_at = cmd.now
+        try:
+            cmd.session.flush()
+        except StaleDataError:
+            raise Conflict("the instance was changed concurrently; try again") from None
 
     def _actor(self, session, username: str) -> User:
         user = org.user_by_name(session, username)
@@ -568,6 +564,34 @@ class Engine:
         if rule == "not_self" and subject.id == actor.id:
             raise ValidationFailed({field_name: "you cannot start this for yourself"})
         return subject
+
+    # ------------------------------------------------------------ accounts
+    def authenticate(self, username: str, password: str) -> dict | None:
+        with self.db.read() as session:
+            user = org.user_by_name(session, username or "")
+            return _user_dict(user) if org.verify_password(user, password or "") else None
+
+    def user_info(self, username: str) -> dict | None:
+        with self.db.read() as session:
+            user = org.user_by_name(session, username or "")
+            return _user_dict(user) if user is not None and user.active else None
+
+    def users(self) -> list[dict]:
+        with self.db.read() as session:
+            return [_user_dict(u) for u in session.scalars(select(User).where(User.active.is_(True))
+                                                           .order_by(User.username))]
+
+    def set_locale(self, username: str, locale: str | None) -> None:
+        with self.db.write() as session:
+            user = self._actor(session, username)
+            user.locale = locale
+
+    def seed_demo(self, only_if_empty: bool = False) -> int:
+        from .demo import is_empty, seed_demo
+        with self.db.write() as session:
+            if only_if_empty and not is_empty(session):
+                return 0
+            return seed_demo(session)
 
     # ------------------------------------------------------------ queries
     def _can_see(self, session, inst: ProcessInstance, user: User) -> bool:
@@ -730,6 +754,12 @@ class Engine:
             "created_at": _iso(row.created_at), "completed_at": _iso(row.completed_at),
             "is_approval": row.is_approval,
         }
+
+
+def _user_dict(user: User) -> dict:
+    return {"id": user.id, "username": user.username, "display_name": user.display_name,
+            "roles": sorted(user.role_names), "region": user.region.code if user.region else None,
+            "locale": user.locale}
 
 
 def _timer_due(task) -> datetime | None:

@@ -1,0 +1,166 @@
+"""JSON API v1 (CONTRACT.md). Validates input, calls the engine, maps its errors to HTTP."""
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, Response, current_app, g, jsonify, request
+from werkzeug.exceptions import HTTPException
+
+from engine.errors import EngineError, ValidationFailed
+
+from .auth import issue_token, user_from_token
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def engine():
+    return current_app.extensions["salesflow"]
+
+
+def error(status: int, message: str, **extra):
+    return jsonify({"error": message, **extra}), status
+
+
+@bp.errorhandler(EngineError)
+def _engine_error(exc: EngineError):
+    if isinstance(exc, ValidationFailed):
+        return error(422, exc.message, errors=exc.errors)
+    return error(exc.status, exc.message)
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    return error(exc.code or 500, exc.description or exc.name)
+
+
+def authenticated(view):
+    @wraps(view)
+    def wrapper(*args, **kwargs):
+        header = request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        username = user_from_token(token.strip()) if scheme.lower() == "bearer" and token.strip() else None
+        if username is None:
+            return error(401, "authentication required: send Authorization: Bearer <token>")
+        g.username = username
+        return view(*args, **kwargs)
+    return wrapper
+
+
+def json_body(required: bool = True) -> dict:
+    """The request body as a JSON object; an empty body is {} unless required."""
+    if not request.data:
+        if required:
+            raise ValidationFailed({"_body": "a JSON object is required"}, "request body missing")
+        return {}
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict):
+        raise ValidationFailed({"_body": "must be a JSON object"}, "request body is not a JSON object")
+    return body
+
+
+def data_field(body: dict):
+    data = body.get("data")
+    if data is not None and not isinstance(data, dict):
+        raise ValidationFailed({"data": "must be a JSON object"})
+    return data
+
+
+@bp.post("/auth/token")
+def token():
+    body = request.get_json(silent=True)
+    if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
+            or not isinstance(body.get("password"), str):
+        return error(400, "send {\"username\": ..., \"password\": ...}")
+    info = engine().authenticate(body["username"], body["password"])
+    if info is None:
+        return error(401, "wrong username or password")
+    return jsonify({"token": issue_token(info["username"])})
+
+
+@bp.get("/processes")
+@authenticated
+def processes():
+    return jsonify([{"id": p["id"], "name": p["name"], "version": p["version"], "names": p["names"]}
+                    for p in engine().processes(g.username)])
+
+
+@bp.post("/processes/<process_id>/instances")
+@authenticated
+def start(process_id: str):
+    body = json_body(required=False)
+    instance = engine().start(process_id, g.username, data_field(body))
+    return jsonify(instance), 201
+
+
+@bp.get("/instances")
+@authenticated
+def instances():
+    status = request.args.get("status") or None
+    if status and status not in ("running", "completed", "cancelled", "error"):
+        return error(400, "status must be running, completed, cancelled or error")
+    return jsonify(engine().instances(g.username, process_id=request.args.get("process_id") or None,
+                                      status=status))
+
+
+@bp.get("/instances/<instance_id>")
+@authenticated
+def instance(instance_id):
+    return jsonify(engine().instance(instance_id, g.username))
+
+
+@bp.post("/instances/<instance_id>/withdraw")
+@authenticated
+def withdraw(instance_id):
+    return jsonify(engine().withdraw(_as_int(instance_id), g.username))
+
+
+@bp.get("/instances/<instance_id>/diagram.svg")
+@authenticated
+def diagram(instance_id):
+    lang = request.args.get("lang") or request.accept_languages.best_match(("zh", "en")) or "zh"
+    svg = engine().diagram(instance_id, g.username, titles_lang=lang)
+    return Response(svg, mimetype="image/svg+xml")
+
+
+@bp.get("/tasks")
+@authenticated
+def tasks():
+    return jsonify(engine().tasks(g.username, process_id=request.args.get("process_id") or None,
+                                  instance_id=request.args.get("instance_id") or None))
+
+
+@bp.get("/tasks/<task_id>")
+@authenticated
+def task(task_id):
+    return jsonify(engine().task(task_id, g.username))
+
+
+@bp.post("/tasks/<task_id>/claim")
+@authenticated
+def claim(task_id):
+    return jsonify(engine().claim(task_id, g.username))
+
+
+@bp.post("/tasks/<task_id>/complete")
+@authenticated
+def complete(task_id):
+    body = json_body(required=False)
+    return jsonify(engine().complete(task_id, g.username, data_field(body) or {}))
+
+
+@bp.post("/tasks/<task_id>/delegate")
+@authenticated
+def delegate(task_id):
+    body = json_body()
+    comment = body.get("comment")
+    if comment is not None and not isinstance(comment, str):
+        raise ValidationFailed({"comment": "must be a string"})
+    return jsonify(engine().delegate(task_id, g.username, body.get("to"), comment))
+
+
+def _as_int(value):
+    from engine.errors import NotFound
+    try:
+        return int(value)
+    except ValueError:
+        raise NotFound(f"instance {value} not found") from None

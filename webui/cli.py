@@ -1,0 +1,165 @@
+"""The `salesflow` command."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from datetime import datetime, timezone
+
+import click
+
+from engine.db import Database
+from engine.definitions import DefinitionError
+from engine.runtime import Engine
+
+from . import create_app, database_url, default_instance_path
+
+
+def _engine(setup: bool = True) -> Engine:
+    url = database_url(default_instance_path())
+    try:
+        engine = Engine(Database(url))
+        if setup:
+            for name in engine.setup():
+                click.echo(f"deployed {name}", err=True)
+    except DefinitionError as exc:
+        raise click.ClickException(f"cannot deploy the workflows: {exc}") from exc
+    except Exception as exc:  # a database that cannot be reached or migrated
+        if isinstance(exc, click.ClickException):
+            raise
+        raise click.ClickException(f"cannot open the database {_safe(url)}: {exc.__class__.__name__}: {exc}") from exc
+    return engine
+
+
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        creds, host = rest.rsplit("@", 1)
+        return f"{scheme}://{creds.split(':')[0]}:***@{host}"
+    return url
+
+
+def _parse_at(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        at = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO-8601 date/time", param_hint="--at") from None
+    if at.tzinfo is None:
+        from zoneinfo import ZoneInfo
+        at = at.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
+    return at.astimezone(timezone.utc)
+
+
+@click.group()
+def main():
+    """SalesFlow: workflows and approvals for the sales organisation."""
+    logging.basicConfig(level=os.environ.get("SALESFLOW_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Load the demo organisation if the database is empty.")
+@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes (use several with PostgreSQL).")
+@click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
+def serve(host, port, demo, workers, threads):
+    """Serve the web UI and the API with gunicorn."""
+    engine = _engine()
+    if demo:
+        created = engine.seed_demo(only_if_empty=True)
+        if created:
+            click.echo(f"loaded the demo organisation ({created} users, password salesflow-demo)", err=True)
+    engine.db.dispose()
+
+    from gunicorn.app.base import BaseApplication
+
+    class Server(BaseApplication):
+        def load_config(self):
+            self.cfg.set("bind", f"{host}:{port}")
+            self.cfg.set("workers", workers)
+            self.cfg.set("threads", threads)
+            self.cfg.set("worker_class", "gthread")
+            self.cfg.set("accesslog", os.environ.get("SALESFLOW_ACCESS_LOG") or None)
+            self.cfg.set("timeout", 60)
+
+        def load(self):
+            return create_app(setup=False)
+
+    click.echo(f"SalesFlow on http://{host}:{port}/", err=True)
+    Server().run()
+
+
+@main.command("seed-demo")
+def seed_demo():
+    """Load the demo organisation into the configured database."""
+    created = _engine().seed_demo()
+    click.echo(f"demo organisation loaded: {created} users created" if created
+               else "demo organisation already present: nothing to do")
+
+
+@main.command()
+def deploy():
+    """Migrate the database and deploy changed workflow definitions."""
+    _engine()
+    click.echo("database migrated; workflows deployed")
+
+
+@main.group()
+def timers():
+    """Timer events."""
+
+
+def _print_fired(fired: list[dict]) -> int:
+    errors = 0
+    for item in fired:
+        if "error" in item:
+            errors += 1
+            click.echo(f"FAILED instance {item['instance_id']} timer {item['timer']}: {item['error']}", err=True)
+        else:
+            click.echo(f"fired {item['process_id']} #{item['instance_id']} {item['name']} "
+                       f"({item['title']}) due {item['due_at']}")
+    return errors
+
+
+@timers.command("run")
+@click.option("--at", "at_value", default=None, help="Fire timers due at or before this ISO-8601 time (default: now).")
+def timers_run(at_value):
+    """Fire every timer due at or before --at, print what fired, and exit."""
+    at = _parse_at(at_value)
+    fired = _engine().fire_due_timers(at)
+    errors = _print_fired(fired)
+    if not fired:
+        click.echo("no timers due")
+    if errors:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
+              help="Seconds between polls.")
+def worker(interval):
+    """Fire due timers in a loop (run one or several next to the web servers)."""
+    engine = _engine()
+    stop = {"now": False}
+    signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
+    click.echo(f"worker polling every {interval}s", err=True)
+    try:
+        while not stop["now"]:
+            try:
+                _print_fired(engine.fire_due_timers())
+            except Exception as exc:  # keep the worker alive through a database hiccup
+                logging.getLogger("salesflow.worker").exception("timer run failed: %s", exc)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+
+
+if __name__ == "__main__":
+    main()
