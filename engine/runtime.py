@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from uuid import UUID
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
@@ -642,7 +642,7 @@ class Engine:
             return self._instance_dict(session, inst, with_history=True)
 
     def instances(self, username: str, process_id: str | None = None, status: str | None = None,
-                  mine: bool = False, limit: int = 200) -> list[dict]:
+                  mine: bool = False, limit: int = 200, offset: int = 0) -> list[dict]:
         with self.db.read() as session:
             user = self._actor(session, username)
             stmt = select(ProcessInstance)
@@ -656,26 +656,33 @@ class Engine:
                 stmt = stmt.where(ProcessInstance.process_id == process_id)
             if status:
                 stmt = stmt.where(ProcessInstance.status == status)
-            rows = session.scalars(stmt.order_by(ProcessInstance.id.desc()).limit(limit)).all()
+            rows = session.scalars(stmt.order_by(ProcessInstance.id.desc()).limit(limit).offset(offset)).all()
             open_tasks = self._open_tasks_by_instance(session, [r.id for r in rows])
             return [self._instance_dict(session, r, with_history=False, tasks=open_tasks.get(r.id, []))
                     for r in rows]
 
-    def tasks(self, username: str, process_id: str | None = None, instance_id=None, limit: int = 500) -> list[dict]:
-        """Open tasks the user can act on: assigned to them, or unassigned with them as a candidate."""
+    def tasks(self, username: str, process_id: str | None = None, instance_id=None,
+              limit: int = 200, offset: int = 0, with_total: bool = False):
+        """Open tasks the user can act on: assigned to them, or unassigned with them as a candidate.
+        Soonest due first, then oldest. With with_total, returns (tasks, total)."""
         with self.db.read() as session:
             user = self._actor(session, username)
             claimable = select(HumanTaskCandidate.task_id).where(HumanTaskCandidate.user_id == user.id)
-            stmt = select(HumanTask).where(
-                HumanTask.status == "open",
-                (HumanTask.assignee_id == user.id) | (HumanTask.assignee_id.is_(None) & HumanTask.id.in_(claimable)))
+            cond = [HumanTask.status == "open",
+                    (HumanTask.assignee_id == user.id) | (HumanTask.assignee_id.is_(None) & HumanTask.id.in_(claimable))]
             if process_id:
-                stmt = stmt.where(HumanTask.process_id == process_id)
+                cond.append(HumanTask.process_id == process_id)
             if instance_id not in (None, ""):
-                stmt = stmt.where(HumanTask.instance_id == _int(instance_id))
-            rows = session.scalars(stmt.order_by(HumanTask.due_at.is_(None), HumanTask.due_at,
-                                                 HumanTask.created_at).limit(limit)).all()
-            return [self._task_dict(r) for r in rows]
+                cond.append(HumanTask.instance_id == _int(instance_id))
+            rows = session.scalars(select(HumanTask).where(*cond).order_by(
+                HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.created_at, HumanTask.id)
+                .limit(limit).offset(offset)).all()
+            tasks = [self._task_dict(r) for r in rows]
+            if not with_total:
+                return tasks
+            total = len(tasks) + offset if len(tasks) < limit else \
+                session.scalar(select(func.count()).select_from(HumanTask).where(*cond))
+            return tasks, total
 
     def task(self, task_id: str, username: str) -> dict:
         with self.db.read() as session:

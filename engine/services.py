@@ -12,7 +12,7 @@ from decimal import Decimal
 from sqlalchemy import func, select
 
 from . import clock
-from .models import Budget, BudgetEntry, Region
+from .models import Budget, BudgetEntry, ProcessInstance, Region, User
 
 current_command: ContextVar = ContextVar("salesflow_command")
 
@@ -63,3 +63,38 @@ class Services:
         cmd.session.flush()
         return {"booked": True, "period": period,
                 "remaining": float(budget_remaining(cmd.session, region, category, period))}
+
+    # ---------------------------------------------------------------- generic
+    def op_process_record(self, cmd, value):
+        """Store the value of an expression (the `value` parameter) under the service task's resultVariable.
+
+        For facts a path of the model establishes without a form: e.g. `contract_approved` = True on the
+        approval path of contract_review, `appeal_filed_on` = today() when an appeal is registered.
+        """
+        return value
+
+    # ---------------------------------------------------------------- appraisal
+    def op_appraisal_previous_grade(self, cmd, employee, cycle, before=None):
+        """Grade of the employee's latest completed performance appraisal of the same cycle, or None.
+
+        Only appraisals of an earlier period count (period_end before `before`, when given); the current
+        instance is never its own predecessor. "Latest" is the latest period_end, then the latest completion.
+        """
+        session = cmd.session
+        user = session.scalar(select(User).where(User.username == employee))
+        if user is None:
+            return None
+        before = str(before)[:10] if before else None
+        rows = session.scalars(select(ProcessInstance).where(
+            ProcessInstance.process_id == "performance_appraisal",
+            ProcessInstance.status == "completed",
+            ProcessInstance.subject_id == user.id,
+            ProcessInstance.id != cmd.instance.id)).all()
+        found = []
+        for inst in rows:
+            data = inst.data or {}
+            period_end = str(data.get("period_end") or "")[:10]
+            if data.get("cycle") != cycle or not data.get("grade") or (before and period_end >= before):
+                continue
+            found.append((period_end, inst.completed_at or inst.created_at, inst.id, data["grade"]))
+        return max(found)[3] if found else None

@@ -98,8 +98,9 @@ def instances():
     status = request.args.get("status") or None
     if status and status not in ("running", "completed", "cancelled", "error"):
         return error(400, "status must be running, completed, cancelled or error")
+    limit, offset = _page_args()
     return jsonify(engine().instances(g.username, process_id=request.args.get("process_id") or None,
-                                      status=status))
+                                      status=status, limit=limit, offset=offset))
 
 
 @bp.get("/instances/<instance_id>")
@@ -122,11 +123,27 @@ def diagram(instance_id):
     return Response(svg, mimetype="image/svg+xml")
 
 
+def _page_args(default_limit: int = 200) -> tuple[int, int]:
+    try:
+        limit = int(request.args.get("limit", default_limit))
+        offset = int(request.args.get("offset", 0))
+    except ValueError:
+        raise ValidationFailed({"limit": "limit and offset must be integers"}, "bad paging parameters") from None
+    if not 1 <= limit <= 1000 or offset < 0:
+        raise ValidationFailed({"limit": "limit must be 1-1000 and offset >= 0"}, "bad paging parameters")
+    return limit, offset
+
+
 @bp.get("/tasks")
 @authenticated
 def tasks():
-    return jsonify(engine().tasks(g.username, process_id=request.args.get("process_id") or None,
-                                  instance_id=request.args.get("instance_id") or None))
+    limit, offset = _page_args()
+    rows, total = engine().tasks(g.username, process_id=request.args.get("process_id") or None,
+                                 instance_id=request.args.get("instance_id") or None,
+                                 limit=limit, offset=offset, with_total=True)
+    response = jsonify(rows)
+    response.headers["X-Total-Count"] = str(total)
+    return response
 
 
 @bp.get("/tasks/<task_id>")

@@ -404,3 +404,14 @@ def test_diagram_svg_highlights_open_tasks(api):
     assert "active" in active.get("class")
     assert "active" not in svg.xpath("//*[@data-element-id='finance_approval']")[0].get("class")
     assert api.get("carol", f"/instances/{inst['id']}/diagram.svg").status_code in (403, 404)
+
+
+def test_inbox_paging(api):
+    ids = [api.start("alice", "expense_approval", CLAIM)["tasks"][0]["id"] for _ in range(3)]
+    r = api.get("dave", "/tasks?limit=2")
+    assert r.status_code == 200 and r.headers["X-Total-Count"] == "3"
+    page1 = [t["id"] for t in r.get_json()]
+    page2 = [t["id"] for t in api.get("dave", "/tasks?limit=2&offset=2").get_json()]
+    assert page1 + page2 == ids  # oldest first when nothing is due
+    assert api.get("dave", "/tasks?limit=0").status_code == 422
+    assert api.get("dave", "/tasks?limit=x").status_code == 422

@@ -1,0 +1,174 @@
+"""The engine's guarantees, without HTTP: all-or-nothing commands, version pinning,
+deploy-time refusal of unsafe definitions, restricted expressions, compact state."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, inspect, select
+
+from engine.definitions import DefinitionError, WorkflowDirectory, parse_bundle
+from engine.demo import seed_demo
+from engine.errors import ProcessError, ValidationFailed
+from engine.expressions import ExpressionError, RestrictedEnvironment
+from engine.calendar import BusinessCalendar
+from engine.models import HistoryEvent, HumanTask, ProcessDefinition, ProcessInstance
+from engine.runtime import DEFAULT_WORKFLOWS_DIR, Engine
+
+CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "client visit"}
+APPROVE = {"decision": "approve", "comment": "ok"}
+
+
+@pytest.fixture
+def workflows(tmp_path) -> Path:
+    """A private copy of workflows/ a test may edit."""
+    target = tmp_path / "workflows"
+    shutil.copytree(DEFAULT_WORKFLOWS_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
+    return target
+
+
+def make_engine(database, workflows: Path) -> Engine:
+    eng = Engine(database, workflows)
+    eng.setup()
+    with database.write() as session:
+        seed_demo(session)
+    return eng
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{old!r} not in {path.name}"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+
+
+def snapshot(eng: Engine, instance_id: int):
+    with eng.db.read() as s:
+        inst = s.get(ProcessInstance, instance_id)
+        tasks = sorted((t.name, t.status) for t in s.scalars(select(HumanTask).where(HumanTask.instance_id == instance_id)))
+        history = s.scalar(select(func.count()).select_from(HistoryEvent).where(HistoryEvent.instance_id == instance_id))
+        return inst.state, inst.lock_version, inst.status, dict(inst.data), tasks, history
+
+
+def test_a_failing_expression_rolls_the_whole_command_back(database, workflows):
+    edit(workflows / "expense_approval.bpmn", ">needs_director</bpmn:conditionExpression>",
+         ">needs_directorate</bpmn:conditionExpression>")
+    eng = make_engine(database, workflows)
+    inst = eng.start("expense_approval", "alice", CLAIM)
+    task = inst["tasks"][0]
+    before = snapshot(eng, inst["id"])
+    with pytest.raises(ProcessError) as err:
+        eng.complete(task["id"], "dave", APPROVE)
+    assert "nothing was changed" in err.value.message
+    assert snapshot(eng, inst["id"]) == before  # state, version, tasks and history untouched
+    # the task is still open and dave still sees it
+    assert [t["id"] for t in eng.tasks("dave")] == [task["id"]]
+
+
+def test_instances_stay_on_the_version_they_started_with(database, workflows):
+    eng = make_engine(database, workflows)
+    old = eng.start("expense_approval", "alice", CLAIM)
+    edit(workflows / "expense_approval.bpmn", 'name="财务审核付款"', 'name="财务复核"')
+    assert eng.deploy() == ["expense_approval v2"]
+    assert eng.deploy() == []  # unchanged content is not deployed again
+    assert [p["version"] for p in eng.processes("alice") if p["id"] == "expense_approval"] == [2]
+    new = eng.start("expense_approval", "bob", CLAIM)
+    old_fin = eng.complete(old["tasks"][0]["id"], "dave", APPROVE)["tasks"][0]
+    new_fin = eng.complete(new["tasks"][0]["id"], "dave", APPROVE)["tasks"][0]
+    assert old_fin["title"] == "财务审核付款"
+    assert new_fin["title"] == "财务复核"
+    with eng.db.read() as s:
+        versions = dict(s.execute(select(ProcessInstance.id, ProcessDefinition.version)
+                                  .join(ProcessDefinition, ProcessDefinition.id == ProcessInstance.definition_id)).all())
+    assert versions == {old["id"]: 1, new["id"]: 2}
+    # a fresh engine (a restart) still runs the old version from the sources stored in the database
+    shutil.rmtree(workflows / "forms")
+    shutil.copytree(DEFAULT_WORKFLOWS_DIR / "forms", workflows / "forms")
+    restarted = Engine(database, workflows)
+    done = restarted.complete(old_fin["id"], "heidi", APPROVE)
+    assert done["instance"]["data"]["outcome"] == "approved"
+
+
+@pytest.mark.parametrize("old, new, message", [
+    ('<bpmn:serviceTask id="check_budget"', '<bpmn:scriptTask id="check_budget"', "not allowed"),
+    (">needs_director</bpmn:conditionExpression>",
+     ">().__class__.__base__.__subclasses__()</bpmn:conditionExpression>", "not allowed"),
+    ('<bpmn:lane id="Lane_Finance" name="Finance">', '<bpmn:lane id="Lane_Finance" name="Accounting">', "lanes.json"),
+    ('"forms/approval.json"', '"forms/missing.json"', "not found"),
+    ('<bpmndi:BPMNShape id="finance_approval_di"', '<bpmndi:BPMNShape id="finance_approval_di_x"', None),
+])
+def test_deploy_refuses_unsafe_or_broken_definitions(database, workflows, old, new, message):
+    path = workflows / "expense_approval.bpmn"
+    text = path.read_text(encoding="utf-8")
+    if old.startswith('<bpmn:serviceTask'):
+        text = text.replace("</bpmn:serviceTask>", "</bpmn:scriptTask>", 1)
+    text = text.replace(old, new, 1)
+    if "BPMNShape" in old:  # drop the shape of finance_approval entirely
+        text = text.replace('bpmnElement="finance_approval"', 'bpmnElement="nothing_here"')
+        message = "no diagram shape"
+    path.write_text(text, encoding="utf-8")
+    eng = Engine(database, workflows)
+    with pytest.raises(DefinitionError) as err:
+        eng.setup()
+    assert message in str(err.value)
+    with database.read() as s:
+        assert s.scalar(select(func.count()).select_from(ProcessDefinition)) == 0  # all or nothing
+
+
+def test_dmn_cells_are_compiled_restricted(database, workflows):
+    edit(workflows / "expense_routing.dmn", "<text>&lt;= 20000</text>", "<text>__import__('os').system('id')</text>")
+    with pytest.raises(DefinitionError):
+        Engine(database, workflows).setup()
+
+
+def test_restricted_expressions():
+    env = RestrictedEnvironment(BusinessCalendar.from_overrides())
+    assert env.evaluate("amount > 100 and category in ('travel', 'other')", {"amount": 150, "category": "travel"})
+    assert env.evaluate("review['decision'] == 'approve'", {"review": {"decision": "approve"}})
+    assert env.evaluate("round(sum([a, b]) * 0.5, 1)", {"a": 1, "b": 2}) == 1.5
+    # 2026 National Day: Oct 1-7 off, so the first working day after Sep 30 is Oct 8
+    assert env.evaluate("working_days_after('2026-09-30', 1)", {}) == "2026-10-08T23:59:59+08:00"
+    for evil in ("().__class__.__base__.__subclasses__()", "__import__('os')", "open('/etc/passwd').read()",
+                 "getattr(x, '__class__')"):
+        with pytest.raises((ExpressionError, NameError, SyntaxError, TypeError, AttributeError)):
+            env.evaluate(evil, {"x": 1})
+    with pytest.raises(ExpressionError):
+        env.execute("x = 1", {})
+
+
+def test_state_is_stored_without_the_spec_and_as_text(engine):
+    inst = engine.start("expense_approval", "alice", CLAIM)
+    with engine.db.read() as s:
+        state = s.get(ProcessInstance, inst["id"]).state
+        column_types = {c["name"]: str(c["type"]).upper() for c in inspect(s.connection()).get_columns("process_instances")}
+    dct = json.loads(state)
+    assert "spec" not in dct and "subprocess_specs" not in dct and dct["serializer_version"]
+    assert len(state) < 20000
+    assert "JSONB" not in column_types["state"] and "JSONB" not in column_types["data"]
+    # and it restores: the open task is still there with the submitted data
+    task = engine.task(inst["tasks"][0]["id"], "dave")
+    assert task["data"]["amount"] == 1200 and task["can_act"]
+
+
+def test_form_validation_messages():
+    from engine.forms import validate_form
+    schema = json.loads((DEFAULT_WORKFLOWS_DIR / "forms" / "approval.json").read_text())
+    assert validate_form(schema, {"decision": "approve"}) == {"decision": "approve"}
+    with pytest.raises(ValidationFailed) as err:
+        validate_form(schema, {"decision": "reject", "extra": 1})
+    assert err.value.errors == {"extra": "unknown field", "comment": "this field is required"}
+    with pytest.raises(ValidationFailed) as err:
+        validate_form(schema, {"decision": "return", "comment": "   "})
+    assert list(err.value.errors) == ["comment"]
+    with pytest.raises(ValidationFailed):
+        validate_form(schema, "approve")
+
+
+def test_workflow_directory_bundles_are_self_contained():
+    bundles = WorkflowDirectory(DEFAULT_WORKFLOWS_DIR).bundles()
+    expense = bundles["expense_approval"]
+    assert set(expense["forms"]) == {"forms/approval.json", "forms/expense_claim.json"}
+    parsed = parse_bundle(expense)
+    assert parsed.tasks["manager_approval"].is_approval and parsed.tasks["manager_approval"].data_key == "manager_review"
+    assert parsed.events["end_approved"]["outcome"] == "approved"
