@@ -146,6 +146,8 @@ class HumanTask(Base):
     data_key: Mapped[str | None] = mapped_column(String(80))
     is_approval: Mapped[bool] = mapped_column(Boolean, default=False)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    candidate_role: Mapped[str | None] = mapped_column(String(40))  # the lane's role, when a role owns it
+    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"))  # the instance's region
     status: Mapped[str] = mapped_column(String(20), index=True)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

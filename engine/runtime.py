@@ -187,6 +187,7 @@ class Engine:
                 id=task_id, instance_id=inst.id, process_id=inst.process_id, name=info.name, title=info.title,
                 title_en=info.title_en, lane=info.lane, form=info.form, data_key=info.data_key,
                 is_approval=info.is_approval, status="open", due_at=self._due_at(task), created_at=cmd.now,
+                candidate_role=(cmd.parsed.lanes.get(info.lane or "") or {}).get("role"), region_id=inst.region_id,
                 assignee_id=owners.users[0].id if len(owners.users) == 1 else None)
             if task_id in reopened:  # a task reopened by a loop keeps its id in SpiffWorkflow
                 session.execute(delete(HumanTaskCandidate).where(HumanTaskCandidate.task_id == task_id))

@@ -172,3 +172,12 @@ def test_workflow_directory_bundles_are_self_contained():
     parsed = parse_bundle(expense)
     assert parsed.tasks["manager_approval"].is_approval and parsed.tasks["manager_approval"].data_key == "manager_review"
     assert parsed.events["end_approved"]["outcome"] == "approved"
+
+
+def test_migrations_match_the_models(database):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from engine.models import Base
+    database.migrate()
+    with database.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

@@ -143,6 +143,8 @@ def upgrade() -> None:
     sa.Column('data_key', sa.String(length=80), nullable=True),
     sa.Column('is_approval', sa.Boolean(), nullable=False),
     sa.Column('assignee_id', sa.Integer(), nullable=True),
+    sa.Column('candidate_role', sa.String(length=40), nullable=True),
+    sa.Column('region_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('due_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
@@ -151,6 +153,7 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['assignee_id'], ['users.id'], ),
     sa.ForeignKeyConstraint(['completed_by_id'], ['users.id'], ),
     sa.ForeignKeyConstraint(['instance_id'], ['process_instances.id'], ),
+    sa.ForeignKeyConstraint(['region_id'], ['regions.id'], ),
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('human_tasks', schema=None) as batch_op:
