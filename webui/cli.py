@@ -60,6 +60,7 @@ def main():
     """SalesFlow: workflows and approvals for the sales organisation."""
     logging.basicConfig(level=os.environ.get("SALESFLOW_LOG_LEVEL", "INFO"),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 @main.command()
