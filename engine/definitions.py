@@ -8,6 +8,7 @@ started with, whatever later changes on disk.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import threading
@@ -84,6 +85,22 @@ class ParsedDefinition:
             if root.find(f"bpmn:process[@id='{pid}']", NS) is not None:
                 return text
         raise DefinitionError(f"no BPMN for {pid}")
+
+    @functools.cached_property
+    def titles(self) -> dict[str, dict]:
+        """BPMN id -> {"zh", "en"} for every user task and event (history and diagrams show these)."""
+        result = {key.split(".")[0]: {"zh": ev["title"], "en": ev["title_en"]} for key, ev in self.events.items()}
+        result.update({t.name: {"zh": t.title, "en": t.title_en} for t in self.tasks.values()})
+        return result
+
+    @functools.cached_property
+    def fields(self) -> dict[str, dict]:
+        """Every form field of this version, name -> its schema (titles and enum labels for display)."""
+        merged: dict[str, dict] = {}
+        for schema in self.forms.values():
+            for name, prop in schema.get("properties", {}).items():
+                merged.setdefault(name, prop)
+        return merged
 
     def max_returns(self) -> int:
         return int(self.catalog.get("max_returns", 10))

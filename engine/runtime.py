@@ -148,7 +148,8 @@ class Engine:
             return None
         dues = []
         for sibling in parent.children:
-            if sibling is task or sibling.state != TaskState.WAITING:
+            # a deadline already past when the task opened has fired at once (COMPLETED): still its due time
+            if sibling is task or sibling.state not in (TaskState.WAITING, TaskState.COMPLETED):
                 continue
             event = getattr(sibling.task_spec, "event_definition", None)
             if isinstance(event, TimerEventDefinition):
@@ -629,6 +630,12 @@ class Engine:
                                    or self._first_form(parsed)})
             return result
 
+    def process_names(self) -> dict[str, dict]:
+        """process id -> {"zh", "en"} names of every deployed process (latest version)."""
+        with self.db.read() as session:
+            return {pid: self.definitions.get(session, self.definitions.latest_id(session, pid)).catalog.get("name", {})
+                    for pid in self.definitions.process_ids(session)}
+
     def _first_form(self, parsed: ParsedDefinition):
         first = parsed.catalog.get("first_task")
         info = next((i for i in parsed.tasks.values() if i.name == first), None)
@@ -738,8 +745,10 @@ class Engine:
     def _instance_dict(self, session, inst: ProcessInstance, *, with_history: bool, tasks=None) -> dict:
         if tasks is None:
             tasks = self._open_tasks_by_instance(session, [inst.id]).get(inst.id, [])
+        parsed = self.definitions.get(session, inst.definition_id)
         result = {
             "id": inst.id, "process_id": inst.process_id, "status": inst.status,
+            "process_name": parsed.catalog.get("name", {}), "version": self.definitions.version_of(session, inst.definition_id),
             "started_by": inst.started_by.username, "subject": inst.subject.username,
             "data": dict(inst.data or {}), "tasks": tasks,
             "created_at": _iso(inst.created_at), "updated_at": _iso(inst.updated_at),
@@ -748,8 +757,11 @@ class Engine:
         if with_history:
             events = session.scalars(select(HistoryEvent).where(HistoryEvent.instance_id == inst.id)
                                      .order_by(HistoryEvent.at, HistoryEvent.id)).all()
+            titles = parsed.titles
             result["history"] = [{"at": _iso(e.at), "actor": e.actor.username if e.actor else None,
-                                  "action": e.action, "task": e.task, "detail": e.detail or {}} for e in events]
+                                  "action": e.action, "task": e.task, "detail": e.detail or {},
+                                  "task_title": titles.get(e.task)} for e in events]
+            result["fields"] = parsed.fields
         return result
 
     def _task_dict(self, row: HumanTask) -> dict:
