@@ -94,6 +94,18 @@ class ParsedDefinition:
         return result
 
     @functools.cached_property
+    def steps(self) -> dict[str, dict]:
+        """BPMN id -> {"title": {zh, en}, "form": path, "data_key": key} for every user task:
+        which form labels a history entry, and which step a nested data key belongs to."""
+        return {t.name: {"title": {"zh": t.title, "en": t.title_en}, "form": t.form, "data_key": t.data_key}
+                for t in self.tasks.values()}
+
+    @functools.cached_property
+    def form_properties(self) -> dict[str, dict]:
+        """form path -> its properties (titles, enum labels) for display."""
+        return {path: schema.get("properties", {}) for path, schema in self.forms.items()}
+
+    @functools.cached_property
     def fields(self) -> dict[str, dict]:
         """Every form field of this version, name -> its schema (titles and enum labels for display)."""
         merged: dict[str, dict] = {}

@@ -762,6 +762,8 @@ class Engine:
                                   "action": e.action, "task": e.task, "detail": e.detail or {},
                                   "task_title": titles.get(e.task)} for e in events]
             result["fields"] = parsed.fields
+            result["steps"] = parsed.steps
+            result["forms"] = parsed.form_properties
         return result
 
     def _task_dict(self, row: HumanTask) -> dict:

@@ -1,0 +1,578 @@
+"""Forms and values, rendered from what the engine hands out.
+
+Inputs: `build_fields` turns a JSON Schema (a start form, a task's form) into Fields the
+templates render, `parse_form` turns the submitted HTML form back into data for the engine.
+Outputs: `describe` turns instance or task data into labelled Items, with titles and enum
+labels from the JSON-Schema properties of the instance's own definition version.
+Messages the engine or a form produces are shown translated (`translate_message`).
+Nothing here reads workflow files: every schema and title comes from the engine.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+from flask_babel import format_decimal, get_locale
+from flask_babel import gettext as _
+from flask_babel import lazy_gettext as _l
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+def N_(text: str) -> str:
+    """Mark a string for extraction; it is translated where it is shown."""
+    return text
+
+
+def lang() -> str:
+    locale = get_locale()
+    return "en" if locale is not None and locale.language == "en" else "zh"
+
+
+def localized(names: dict | None, default: str = "") -> str:
+    """A {"zh", "en"} name from the engine in the user's language."""
+    names = names or {}
+    return names.get(lang()) or names.get("en") or default
+
+
+# --------------------------------------------------------------- vocabularies
+STATUSES = {
+    "running": _l("Running"),
+    "completed": _l("Completed"),
+    "cancelled": _l("Cancelled"),
+    "error": _l("Error"),
+    "open": _l("Open"),
+}
+OUTCOMES = {
+    "approved": _l("Approved"),
+    "rejected": _l("Rejected"),
+    "withdrawn": _l("Withdrawn"),
+    "won": _l("Won"),
+    "lost": _l("Lost"),
+}
+# data keys that no form declares (set by the engine or the process)
+DATA_LABELS = {
+    "submitter": _l("Submitter"),
+    "started_by": _l("Started by"),
+    "region": _l("Region"),
+    "budget_remaining": _l("Budget remaining (CNY)"),
+    "needs_director": _l("Needs the sales director"),
+    "needs_special_approval": _l("Needs special approval"),
+    "outcome": _l("Outcome"),
+    "by": _l("By"),
+    "employee": _l("Employee"),
+    "score": _l("Score"),
+    "grade": _l("Grade"),
+    "bonus_multiplier": _l("Bonus multiplier"),
+    "pip": _l("Performance improvement plan"),
+    "decision": _l("Decision"),
+    "comment": _l("Comment"),
+    "reason": _l("Reason"),
+    "quantitative_score": _l("Quantitative score (60%)"),
+    "qualitative_score": _l("Qualitative score (40%)"),
+    "previous_grade": _l("Previous grade"),
+    "original_grade": _l("Grade before the appeal"),
+    "appeal_filed_on": _l("Appeal filed on"),
+    "appeal_result": _l("Appeal result"),
+    "major": _l("Major contract"),
+    "major_reason": _l("Why it is major"),
+    "contract_approved": _l("Contract approved"),
+    "budget_booking": _l("Budget booking"),
+    "lost_reason": _l("Why the lead was lost"),
+    # history details
+    "assignee": _l("Assignee"),
+    "candidates": _l("Candidates"),
+    "from": _l("From"),
+    "to": _l("To"),
+    "title": _l("Title"),
+    "due_at": _l("Due"),
+    "message": _l("Message"),
+    "subject": _l("On behalf of"),
+}
+VALUE_LABELS = {
+    "appeal_result": {"upheld": _l("Upheld"), "changed": _l("Changed")},
+}
+REGIONS = {"east": _l("East"), "north": _l("North"), "south": _l("South"), "west": _l("West"),
+           "central": _l("Central")}
+# data keys that hold a username: shown as the user's name, entered by picking a user
+USER_KEYS = {"submitter", "started_by", "by", "employee", "rep", "assignee", "from", "to", "subject"}
+
+# Messages the engine and the form schemas (x-error) produce, in English; shown translated.
+# A new x-error in a form needs a line here and a translation (or an "x-error-zh" next to it).
+ENGINE_MESSAGES = frozenset({
+    # engine
+    N_("this field is required"),
+    N_("unknown field"),
+    N_("data must be a JSON object"),
+    N_("the task is already yours"),
+    N_("nobody approves their own request"),
+    N_("you cannot start this for yourself"),
+    # forms (x-error)
+    N_("a comment is required to return or reject"),
+    N_("a satisfaction score from 1 to 5"),
+    N_("an agreed improvement plan is required"),
+    N_("choose the employee"),
+    N_("choose the new grade: S, A, B, C or D"),
+    N_("collection_rate: a score from 0 to 100"),
+    N_("compliance: a score from 0 to 100"),
+    N_("confirm the requirements with the customer first"),
+    N_("customer_satisfaction: a score from 0 to 100"),
+    N_("describe the basic needs"),
+    N_("describe the business situation"),
+    N_("describe the decision process"),
+    N_("describe the pain points"),
+    N_("describe the purpose and the receipts"),
+    N_("describe your results for the period"),
+    N_("evidence is required"),
+    N_("explain the next step"),
+    N_("explain why the grade changes"),
+    N_("give the reason for closing the lead"),
+    N_("give the reason for your appeal"),
+    N_("lead_conversion: a score from 0 to 100"),
+    N_("learning: a score from 0 to 100"),
+    N_("list the products and services"),
+    N_("list the requirements"),
+    N_("must be a date YYYY-MM-DD"),
+    N_("must be a number greater than 0"),
+    N_("must be a number, 0 or more"),
+    N_("must be true or false"),
+    N_("new_customers: a score from 0 to 100"),
+    N_("record how the complaint was handled"),
+    N_("sales_achievement: a score from 0 to 100"),
+    N_("say what the customer wants changed, or why they declined"),
+    N_("score every indicator from 0 to 100"),
+    N_("summarise the contract's main terms"),
+    N_("teamwork: a score from 0 to 100"),
+    N_("the after-sales terms are required"),
+    N_("the company is required"),
+    N_("the contact is required"),
+    N_("the contract number is required"),
+    N_("the customer is required"),
+    N_("the delivery plan is required"),
+    N_("the order number is required"),
+    N_("the period is required"),
+    N_("the result talk must last at least 30 minutes"),
+    N_("the written evaluation report is required"),
+})
+# engine messages with a variable part
+MESSAGE_PATTERNS = (
+    (re.compile(r"must be of type (?P<type>\w+)"), N_("must be %(type)s")),
+    (re.compile(r"must be one of: .*"), N_("choose one of the options")),
+    (re.compile(r"no active user .*"), N_("no such user")),
+    (re.compile(r"(?P<user>\S+) has no manager to evaluate them"), N_("%(user)s has no manager to evaluate them")),
+    (re.compile(r"(?P<user>\S+) is not in your team"), N_("%(user)s is not in your team")),
+    (re.compile(r"this request was already returned (?P<count>\d+) times.*"),
+     N_("this request was already returned %(count)s times, the most this process allows; approve or reject it")),
+)
+TYPE_NAMES = {
+    "number": _l("a number"), "integer": _l("a whole number"), "string": _l("text"),
+    "boolean": _l("yes or no"), "object": _l("a group of fields"), "array": _l("a list"),
+}
+
+
+# --------------------------------------------------------------- messages
+def error_zh(schema) -> dict:
+    """x-error -> x-error-zh, wherever the schema gives both."""
+    found: dict = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("x-error"), str) and isinstance(node.get("x-error-zh"), str):
+                found.setdefault(node["x-error"], node["x-error-zh"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(schema)
+    return found
+
+
+def translate_message(message, zh: dict | None = None) -> str:
+    """An engine or form message in the user's language (unknown ones stay as they are).
+    `zh` is the form's own x-error-zh texts (see error_zh)."""
+    if not isinstance(message, str):
+        return str(message)
+    if message in ENGINE_MESSAGES:
+        return _(message)
+    if lang() == "zh" and zh and zh.get(message):
+        return zh[message]
+    for pattern, template in MESSAGE_PATTERNS:
+        match = pattern.fullmatch(message)
+        if match:
+            values = match.groupdict()
+            if "type" in values:
+                values["type"] = str(TYPE_NAMES.get(values["type"], values["type"]))
+            return _(template, **values)
+    return message
+
+
+def translate_error_dict(errors: dict | None) -> dict:
+    return {k: translate_message(v) for k, v in (errors or {}).items()}
+
+
+# --------------------------------------------------------------- values
+def parse_time(value) -> datetime | None:
+    if not value:
+        return None
+    if isinstance(value, datetime):
+        moment = value
+    else:
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=TZ)
+    return moment.astimezone(TZ)
+
+
+def localtime(value) -> str:
+    """An ISO time as Asia/Shanghai local time (the `localtime` template filter)."""
+    moment = parse_time(value)
+    return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
+
+
+def _label(key: str, prop: dict | None, titles: dict | None = None) -> str:
+    if prop:
+        if lang() == "zh" and prop.get("x-title-zh"):
+            return prop["x-title-zh"]
+        if prop.get("title"):
+            return prop["title"]
+    if key in DATA_LABELS:
+        return str(DATA_LABELS[key])
+    if titles and titles.get(key):
+        return localized(titles[key], key)
+    return key.replace("_", " ").capitalize()
+
+
+def _enum_title(prop: dict | None, value) -> str | None:
+    titles = (prop or {}).get("x-enum-titles", {})
+    entry = titles.get(str(value)) if isinstance(titles, dict) else None
+    if isinstance(entry, dict):
+        return entry.get(lang()) or entry.get("en")
+    return None
+
+
+def format_value(key: str, value, prop: dict | None = None, names: dict | None = None) -> str:
+    """A readable string for a data value (dicts are handled by describe)."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return _("Yes") if value else _("No")
+    title = _enum_title(prop, value)
+    if title:
+        return title
+    if key == "outcome" and value in OUTCOMES:
+        return str(OUTCOMES[value])
+    if key == "status" and value in STATUSES:
+        return str(STATUSES[value])
+    if isinstance(value, str) and value in VALUE_LABELS.get(key, {}):
+        return str(VALUE_LABELS[key][value])
+    if key == "region" and value in REGIONS:
+        return str(REGIONS[value])
+    if key in USER_KEYS and isinstance(value, str) and names:
+        return names.get(value, value)
+    if isinstance(value, (int, float)):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        try:
+            return format_decimal(value, format="#,##0.##")
+        except Exception:  # pragma: no cover - a locale without number data
+            return str(value)
+    if isinstance(value, list):
+        return ", ".join(format_value(key, v, prop, names) for v in value) or "—"
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}.*", value):
+        return localtime(value) or value
+    return str(value)
+
+
+@dataclass
+class Item:
+    key: str
+    label: str
+    value: str = ""
+    children: list = field(default_factory=list)
+
+
+def describe(data: dict, fields: dict | None = None, names: dict | None = None, titles: dict | None = None,
+             hide: tuple = (), _props: dict | None = None) -> list[Item]:
+    """Data as labelled items, dicts as sub-lists: form fields first, then the rest, each in data order.
+    `fields` are the JSON-Schema properties of the definition version (name -> property: titles and
+    enum labels), `names` username -> display name, `titles` data key -> {"zh", "en"} (see step_titles)."""
+    if not isinstance(data, dict):
+        return []
+    fields = fields or {}
+    props = _props or fields
+    order = [k for k in data if k in props] + [k for k in data if k not in props]
+    items = []
+    for key in order:
+        if key in hide:
+            continue
+        value = data[key]
+        prop = props.get(key) or fields.get(key)
+        label = _label(key, prop, titles)
+        if isinstance(value, dict):
+            group = prop.get("properties") if prop and isinstance(prop.get("properties"), dict) else None
+            items.append(Item(key, label, children=describe(value, fields, names, _props=group)))
+        else:
+            items.append(Item(key, label, format_value(key, value, prop, names)))
+    return items
+
+
+def flatten(items: list[Item]) -> list[tuple[str, str]]:
+    """Items as (label, text) rows; a dict's leaves joined on its row."""
+    def leaves(items):
+        for item in items:
+            if item.children:
+                yield from leaves(item.children)
+            else:
+                yield item
+    return [(item.label, "; ".join(f"{c.label}: {c.value}" for c in leaves(item.children))
+             if item.children else item.value) for item in items]
+
+
+STEP_ACTIONS = {"completed", "approved", "rejected", "returned", "auto_approved"}
+
+
+def step_titles(data: dict, history: list | None) -> dict:
+    """Titles for the data keys a task stores its input under ({...input, "by": user}): the title of
+    the task whose history entry recorded that input. Data key -> {"zh", "en"}."""
+    titles = {}
+    for key, value in (data or {}).items():
+        if not isinstance(value, dict) or "by" not in value:
+            continue
+        given = {k: v for k, v in value.items() if k != "by"}
+        for event in reversed(history or []):
+            if (event.get("task_title") and event.get("action") in STEP_ACTIONS
+                    and event.get("actor") == value["by"] and event.get("detail") == given):
+                titles[key] = event["task_title"]
+                break
+    return titles
+
+
+# --------------------------------------------------------------- forms from JSON Schema
+# How a property is rendered (build_fields) and converted back (parse_form):
+#   object with properties   -> <fieldset> of its properties, names "scores.teamwork" -> nested dict
+#   enum (<= 3 values)       -> radio buttons; more values -> <select>; titles from x-enum-titles
+#   number / integer         -> <input type=number> (step any / 1, min/max) -> int or float
+#   boolean                  -> checkbox -> True / False
+#   string format date       -> <input type=date> -> "YYYY-MM-DD"
+#   string x-widget textarea -> <textarea>; other strings -> <input type=text>
+#   a username field (x-widget "user", format "username", or a USER_KEYS name) -> <select> of active users
+#   array of enum            -> checkboxes -> list; other arrays -> textarea, one item a line
+# Empty inputs are left out so the engine reports required fields; values that do not
+# convert are sent as text so the engine reports them with its own message.
+@dataclass
+class Field:
+    name: str  # the HTML name: "amount", "scores.sales_achievement"
+    key: str
+    label: str
+    kind: str  # text textarea number date select radio checkbox checkboxes lines user group
+    required: bool = False
+    value: object = ""
+    error: str | None = None
+    options: list = field(default_factory=list)  # (value, label)
+    attrs: dict = field(default_factory=dict)
+    children: list = field(default_factory=list)
+    help: str | None = None
+
+
+def _kind(key: str, prop: dict) -> str:
+    typ = prop.get("type")
+    widget = prop.get("x-widget")
+    if typ == "object" and isinstance(prop.get("properties"), dict):
+        return "group"
+    if widget in ("user", "username") or (typ == "string" and (prop.get("format") == "username" or key in USER_KEYS)):
+        return "user"
+    if typ == "array":
+        return "checkboxes" if isinstance((prop.get("items") or {}).get("enum"), list) else "lines"
+    if "enum" in prop:
+        if widget in ("radio", "select"):
+            return widget
+        return "radio" if len(prop["enum"]) <= 3 else "select"
+    if typ == "boolean":
+        return "checkbox"
+    if typ in ("number", "integer"):
+        return "number"
+    if typ == "string" and prop.get("format") == "date":
+        return "date"
+    if widget == "textarea":
+        return "textarea"
+    return "text"
+
+
+def _display(value) -> object:
+    """A stored value as an input shows it."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, (list, dict)):
+        return value
+    return str(value)
+
+
+def _conditional_hint(schema: dict, key: str) -> str | None:
+    """The x-error of a field that only an if/then rule requires ("a comment is required to reject")."""
+    for rule in (schema.get("allOf") or []) + [schema]:
+        then = rule.get("then") if isinstance(rule, dict) else None
+        if isinstance(then, dict) and key in (then.get("required") or []):
+            hint = ((then.get("properties") or {}).get(key) or {}).get("x-error")
+            if hint:
+                return hint
+    return None
+
+
+def _fields_of(schema: dict | None):
+    for key, prop in ((schema or {}).get("properties") or {}).items():
+        if isinstance(prop, dict) and not prop.get("readOnly") and not prop.get("x-hidden"):
+            yield key, prop
+
+
+def needs_users(schema: dict | None) -> bool:
+    """Whether the form has a user select (so the page needs the list of users)."""
+    return any(_kind(k, p) == "user" for k, p in _fields_of(schema))
+
+
+def build_fields(schema: dict | None, values: dict | None = None, errors: dict | None = None,
+                 users: list | None = None, prefix: str = "", zh: dict | None = None) -> list[Field]:
+    """Form fields for a JSON Schema object: one Field per property, nested objects as groups.
+    `values` are what the inputs show (typed data, or the submitted strings by HTML name),
+    `errors` the engine's {field: message}."""
+    if not schema:
+        return []
+    values = values or {}
+    errors = errors or {}
+    zh = error_zh(schema) if zh is None else zh
+    required = set(schema.get("required") or [])
+    own = {key for key, _prop in _fields_of(schema)}
+    fields = []
+    for key, prop in _fields_of(schema):
+        name = prefix + key
+        kind = _kind(key, prop)
+        f = Field(name=name, key=key, label=_label(key, prop), kind=kind, required=key in required,
+                  help=(prop.get("x-description-zh") if lang() == "zh" else None) or prop.get("description"))
+        message = errors.get(name) or errors.get(key)
+        if message == "this field is required" and key not in required:
+            message = _conditional_hint(schema, key) or message
+        f.error = translate_message(message, zh) if message else None
+        raw = values[name] if name in values else values.get(key)
+        if kind == "group":
+            nested = values.get(key) if isinstance(values.get(key), dict) else \
+                {k: v for k, v in values.items() if isinstance(k, str) and k.startswith(name + ".")}
+            # the engine names a missing nested field by its own name ("teamwork"), others by the group
+            nested_errors = {k: v for k, v in errors.items() if k not in own}
+            f.children = build_fields(prop, nested, nested_errors, users, name + ".", zh)
+            fields.append(f)
+            continue
+        f.value = _display(raw)
+        if kind in ("radio", "select"):
+            f.options = [(str(v), _enum_title(prop, v) or str(v)) for v in prop["enum"]]
+        elif kind == "checkboxes":
+            item = prop.get("items") or {}
+            f.options = [(str(v), _enum_title(item, v) or str(v)) for v in item["enum"]]
+            f.value = [str(v) for v in raw] if isinstance(raw, list) else ([raw] if raw else [])
+        elif kind == "lines":
+            f.value = "\n".join(map(str, raw)) if isinstance(raw, list) else (raw or "")
+        elif kind == "user":
+            f.options = [(u["username"], f'{u["display_name"]} ({u["username"]})') for u in (users or [])]
+        elif kind == "checkbox":
+            f.value = raw in (True, "on", "true", "1", "yes")
+        elif kind == "number":
+            f.attrs["step"] = "1" if prop.get("type") == "integer" else "any"
+            for attr in ("minimum", "maximum"):
+                if attr in prop:
+                    f.attrs[attr[:3]] = prop[attr]
+            f.attrs["inputmode"] = "numeric" if prop.get("type") == "integer" else "decimal"
+        if kind in ("text", "textarea") and "maxLength" in prop:
+            f.attrs["maxlength"] = prop["maxLength"]
+        fields.append(f)
+    return fields
+
+
+_INT = re.compile(r"[+-]?\d+")
+
+
+def _convert(prop: dict, raw: str):
+    typ = prop.get("type")
+    if typ == "integer":
+        try:
+            number = float(raw)
+        except ValueError:
+            return raw
+        return int(number) if math.isfinite(number) and number.is_integer() else raw
+    if typ == "number":
+        if _INT.fullmatch(raw):
+            return int(raw)
+        try:
+            number = float(raw)
+        except ValueError:
+            return raw
+        return number if math.isfinite(number) else raw
+    return raw
+
+
+def parse_form(schema: dict | None, form, prefix: str = "") -> dict:
+    """The submitted HTML form as data for the engine, converted by the schema's types."""
+    data: dict = {}
+    for key, prop in _fields_of(schema):
+        name = prefix + key
+        kind = _kind(key, prop)
+        if kind == "group":
+            sub = parse_form(prop, form, name + ".")
+            if sub or key in (schema.get("required") or []):
+                data[key] = sub
+        elif kind == "checkbox":
+            data[key] = form.get(name) in ("on", "true", "1", "yes")
+        elif kind == "checkboxes":
+            picked = [v for v in form.getlist(name) if v]
+            if picked:
+                data[key] = picked
+        elif kind == "lines":
+            lines = [line.strip() for line in form.get(name, "").splitlines() if line.strip()]
+            if lines:
+                data[key] = [_convert(prop.get("items") or {}, line) for line in lines]
+        else:
+            raw = form.get(name, "")
+            if not raw.strip():
+                continue
+            data[key] = _convert(prop, raw if kind == "textarea" else raw.strip())
+    return data
+
+
+def raw_values(form) -> dict:
+    """The submitted strings by HTML name, to show them again after an error."""
+    values = {}
+    for key in form:
+        if key == "csrf_token":
+            continue
+        items = form.getlist(key)
+        values[key] = items if len(items) > 1 else items[0]
+    return values
+
+
+def form_title(schema: dict | None) -> str:
+    if not schema:
+        return ""
+    return (schema.get("x-title-zh") if lang() == "zh" else None) or schema.get("title") or ""
+
+
+def general_errors(schema: dict | None, errors: dict) -> list[str]:
+    """Errors that belong to no rendered field, shown above the form."""
+    names = set()
+
+    def collect(s, prefix=""):
+        for key, prop in _fields_of(s):
+            names.update((prefix + key, key))
+            if isinstance(prop.get("properties"), dict):
+                collect(prop, prefix + key + ".")
+    collect(schema)
+    zh = error_zh(schema)
+    return [translate_message(v, zh) if k in ("_form", "_body") else f"{k}: {translate_message(v, zh)}"
+            for k, v in (errors or {}).items() if k not in names]
