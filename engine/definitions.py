@@ -289,9 +289,14 @@ def parse_bundle(bundle: dict, content_hash: str | None = None) -> ParsedDefinit
         spec=spec, subprocess_specs=subprocess_specs, forms=forms,
         catalog=bundle["catalog"], lanes=bundle["lanes"],
     )
+    owners: dict[str, str] = {}
     for wf_spec in [spec, *subprocess_specs.values()]:
         for ts in wf_spec.task_specs.values():
             props = (getattr(ts, "extensions", None) or {}).get("properties", {})
+            if isinstance(ts, (UserTask, CatchingEvent, ThrowingEvent)):
+                if owners.setdefault(ts.name, wf_spec.name) != wf_spec.name:
+                    raise DefinitionError(f"{process_id}: element id {ts.name!r} is used in both "
+                                          f"{owners[ts.name]} and {wf_spec.name}; ids must be unique")
             if isinstance(ts, UserTask):
                 form = props.get("formJsonSchemaFilename")
                 if form not in forms:

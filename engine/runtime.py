@@ -19,7 +19,7 @@ from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
-from SpiffWorkflow.exceptions import SpiffWorkflowException
+from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
 from SpiffWorkflow.util.task import TaskState
 
 from . import clock, org, serializer
@@ -50,6 +50,11 @@ class Command:
     actor: User | None
     now: datetime
     history: list = field(default_factory=list)
+    fired_timers: list = field(default_factory=list)  # timer event tasks completed during this command
+
+    def task_completed(self, task) -> None:
+        if _is_timer(task):
+            self.fired_timers.append(task)
 
     def record(self, action: str, task: str | None = None, actor=ACTOR, **detail):
         """Queue a history event; actor defaults to whoever runs the command, None means the system."""
@@ -119,7 +124,7 @@ class Engine:
     def _settle(self, cmd: Command, wf: BpmnWorkflow) -> None:
         """Run engine steps until only human tasks and waiting events remain; sync the tables."""
         for _ in range(MAX_SETTLE_ROUNDS):
-            self._run(cmd, wf.do_engine_steps)
+            self._run(cmd, wf.do_engine_steps, None, cmd.task_completed)
             auto = self._sync_tasks(cmd, wf)
             if not auto:
                 break
@@ -134,8 +139,9 @@ class Engine:
     def _run_task(task, data: dict) -> None:
         if task.state != TaskState.READY:  # Task.run() does not check (trap 5)
             raise Conflict("task is no longer open")
-        task.task_spec.add_data_from_form(task, data) if hasattr(task.task_spec, "add_data_from_form") \
-            else task.data.update(data)
+        # each answer replaces the previous one whole (SpiffWorkflow's add_data_from_form deep-merges,
+        # so a field left out of a new answer would keep its old value)
+        task.data.update(data)
         task.run()
 
     # ------------------------------------------------------------ syncing
@@ -167,7 +173,7 @@ class Engine:
         for task_id, row in open_rows.items():
             if task_id in ready:
                 continue
-            spiff_task = wf.get_task_from_id(UUID(task_id))
+            spiff_task = _find_task(wf, task_id)
             row.status = "completed" if spiff_task is not None and spiff_task.state == TaskState.COMPLETED else "cancelled"
             row.completed_at = cmd.now
             if row.status == "cancelled":
@@ -212,40 +218,46 @@ class Engine:
         return auto
 
     def _sync_timers(self, cmd: Command, wf: BpmnWorkflow) -> None:
+        """Mirror waiting timers into `timers`; record the ones that fired in this command
+        (including a deadline already past when its task opened, which fires at once)."""
         session, inst = cmd.session, cmd.instance
         waiting = {}
         for task in wf.event_manager.tasks.values():
-            if task.state == TaskState.WAITING and isinstance(task.task_spec.event_definition, TimerEventDefinition):
+            if task.state == TaskState.WAITING and _is_timer(task):
                 due = _timer_due(task)
                 if due is not None:
                     waiting[str(task.id)] = (task, due)
+        fired = {str(t.id): t for t in cmd.fired_timers}
+        cmd.fired_timers.clear()
         rows = {row.id: row for row in session.scalars(
-            select(Timer).where(Timer.instance_id == inst.id, Timer.status == "waiting"))}
+            select(Timer).where(Timer.instance_id == inst.id, Timer.id.in_([*waiting, *fired])
+                                | (Timer.status == "waiting")))}
         for timer_id, row in rows.items():
-            if timer_id in waiting:
-                continue
-            spiff_task = wf.get_task_from_id(UUID(timer_id))
-            if spiff_task is not None and spiff_task.state == TaskState.COMPLETED:
-                row.status, row.fired_at = "fired", cmd.now
-                event = cmd.parsed.events.get(spiff_task.task_spec.name, {})
-                cmd.record("timer_fired", row.name, actor=None, title=row.title, due_at=_iso(row.due_at))
-                if event.get("notify"):
-                    owners = org.resolve_lane(session, cmd.parsed.lanes, event["notify"], inst.subject, approval=False)
-                    for user in owners.users:
-                        self._participate(cmd, user.id)
-                    cmd.record("notified", row.name, actor=None, to=[u.username for u in owners.users],
-                               message=event.get("message", row.title))
-            else:
+            if row.status == "waiting" and timer_id not in waiting and timer_id not in fired:
                 row.status = "cancelled"
+        for timer_id, task in fired.items():
+            row = rows.get(timer_id)
+            event = cmd.parsed.events.get(task.task_spec.name, {})
+            if row is None:
+                row = Timer(id=timer_id, instance_id=inst.id, name=task.task_spec.bpmn_id,
+                            title=event.get("title", task.task_spec.bpmn_id), due_at=_timer_due(task) or cmd.now)
+                session.add(row)
+            row.status, row.fired_at = "fired", cmd.now
+            cmd.record("timer_fired", row.name, actor=None, title=row.title, due_at=_iso(row.due_at))
+            if event.get("notify"):
+                owners = org.resolve_lane(session, cmd.parsed.lanes, event["notify"], inst.subject, approval=False)
+                for user in owners.users:
+                    self._participate(cmd, user.id)
+                cmd.record("notified", row.name, actor=None, to=[u.username for u in owners.users],
+                           message=event.get("message", row.title))
         for timer_id, (task, due) in waiting.items():
-            if timer_id not in rows:
-                existing = session.get(Timer, timer_id)
-                if existing is not None:
-                    session.delete(existing)
-                    session.flush()
+            row = rows.get(timer_id)
+            if row is None:
                 event = cmd.parsed.events.get(task.task_spec.name, {})
                 session.add(Timer(id=timer_id, instance_id=inst.id, name=task.task_spec.bpmn_id,
                                   title=event.get("title", task.task_spec.bpmn_id), due_at=due, status="waiting"))
+            elif row.status != "waiting":  # a timer reused by a loop: waiting again
+                row.status, row.due_at, row.fired_at = "waiting", due, None
 
     def _sync_instance(self, cmd: Command, wf: BpmnWorkflow) -> None:
         inst = cmd.instance
@@ -355,7 +367,7 @@ class Engine:
 
     def _complete_loaded(self, cmd: Command, wf: BpmnWorkflow, row: HumanTask, data) -> None:
         info = next((i for i in cmd.parsed.tasks.values() if i.name == row.name), None)
-        task = wf.get_task_from_id(UUID(row.id))
+        task = _find_task(wf, row.id)
         if task is None or task.state != TaskState.READY:
             raise Conflict(f"task {row.id} is no longer open")
         accepted = validate_form(cmd.parsed.forms[row.form], data if data is not None else {})
@@ -782,6 +794,18 @@ def _user_dict(user: User) -> dict:
     return {"id": user.id, "username": user.username, "display_name": user.display_name,
             "roles": sorted(user.role_names), "region": user.region.code if user.region else None,
             "locale": user.locale}
+
+
+def _find_task(wf: BpmnWorkflow, task_id: str):
+    """The SpiffWorkflow task, or None when it is gone from the tree (get_task_from_id raises)."""
+    try:
+        return wf.get_task_from_id(UUID(task_id))
+    except TaskNotFoundException:
+        return None
+
+
+def _is_timer(task) -> bool:
+    return isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition)
 
 
 def _timer_due(task) -> datetime | None:
