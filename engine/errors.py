@@ -13,6 +13,11 @@ class BadRequest(EngineError):
     status = 400
 
 
+class Unauthorized(EngineError):
+    """The acting user is unknown or deactivated."""
+    status = 401
+
+
 class NotFound(EngineError):
     status = 404
 

@@ -26,7 +26,7 @@ from . import clock, org, serializer
 from .calendar import BusinessCalendar
 from .db import Database
 from .definitions import DefinitionRegistry, ParsedDefinition, WorkflowDirectory
-from .errors import BadRequest, Conflict, Forbidden, NotFound, ProcessError, ValidationFailed
+from .errors import BadRequest, Conflict, Forbidden, NotFound, ProcessError, Unauthorized, ValidationFailed
 from .expressions import ExpressionError, SalesflowScriptEngine
 from .forms import validate_form
 from .models import (
@@ -51,6 +51,9 @@ class Command:
     now: datetime
     history: list = field(default_factory=list)
     fired_timers: list = field(default_factory=list)  # timer event tasks completed during this command
+    participants: set | None = None  # user ids, loaded on first use
+    new_instance: bool = False
+    had_timers: bool = True  # whether the instance may have waiting timer rows
 
     def task_completed(self, task) -> None:
         if _is_timer(task):
@@ -96,12 +99,16 @@ class Engine:
     def _load(self, cmd: Command) -> BpmnWorkflow:
         wf = serializer.loads(cmd.instance.state, cmd.parsed.spec, cmd.parsed.subprocess_specs)
         wf.script_engine = self.script_engine  # not serialized: re-attach after every load
+        cmd.had_timers = any(_is_timer(t) for t in wf.event_manager.tasks.values())
         return wf
 
-    def _save(self, cmd: Command, wf: BpmnWorkflow) -> None:
-        """Write the state; the UPDATE carries the lock_version check (models.ProcessInstance)."""
-        cmd.instance.state = serializer.dumps(wf)
+    def _save(self, cmd: Command, wf: BpmnWorkflow | None = None) -> None:
+        """Write the state (when the workflow changed) and the history in one flush; the
+        instance UPDATE carries the lock_version check (models.ProcessInstance)."""
+        if wf is not None:
+            cmd.instance.state = serializer.dumps(wf)
         cmd.instance.updated_at = cmd.now
+        self._write_history(cmd)
         try:
             cmd.session.flush()
         except StaleDataError:
@@ -187,7 +194,8 @@ class Engine:
             info = cmd.parsed.tasks.get(task.task_spec.name)
             if info is None:
                 raise ProcessError(f"task {task.task_spec.name} has no form definition")
-            owners = org.resolve_lane(session, cmd.parsed.lanes, info.lane, inst.subject, approval=info.is_approval)
+            with session.no_autoflush:  # reads the org chart only
+                owners = org.resolve_lane(session, cmd.parsed.lanes, info.lane, inst.subject, approval=info.is_approval)
             if owners.note:
                 cmd.record("routed", info.name, actor=None, reason=owners.note)
             row = HumanTask(
@@ -229,6 +237,9 @@ class Engine:
                     waiting[str(task.id)] = (task, due)
         fired = {str(t.id): t for t in cmd.fired_timers}
         cmd.fired_timers.clear()
+        if not (waiting or fired or cmd.had_timers):
+            return
+        cmd.had_timers = True
         rows = {row.id: row for row in session.scalars(
             select(Timer).where(Timer.instance_id == inst.id, Timer.id.in_([*waiting, *fired])
                                 | (Timer.status == "waiting")))}
@@ -281,14 +292,13 @@ class Engine:
         inst.data = _json_safe(data)
 
     def _participate(self, cmd: Command, user_id: int) -> None:
-        session = cmd.session
-        key = (cmd.instance.id, user_id)
-        seen = session.info.setdefault("participants", set())
-        if key in seen:
-            return
-        seen.add(key)
-        if session.get(InstanceParticipant, key) is None:
-            session.add(InstanceParticipant(instance_id=cmd.instance.id, user_id=user_id))
+        if cmd.participants is None:
+            with cmd.session.no_autoflush:
+                cmd.participants = set() if cmd.new_instance else set(cmd.session.scalars(
+                    select(InstanceParticipant.user_id).where(InstanceParticipant.instance_id == cmd.instance.id)))
+        if user_id not in cmd.participants:
+            cmd.participants.add(user_id)
+            cmd.session.add(InstanceParticipant(instance_id=cmd.instance.id, user_id=user_id))
 
     def _write_history(self, cmd: Command) -> None:
         for offset, (actor, action, task, detail) in enumerate(cmd.history):
@@ -321,7 +331,7 @@ class Engine:
             inst.started_by, inst.subject = actor, subject
             session.add(inst)
             session.flush()
-            cmd = Command(session, inst, parsed, actor, now)
+            cmd = Command(session, inst, parsed, actor, now, new_instance=True, had_timers=False)
             meta = {"submitter": subject.username, "started_by": actor.username,
                     "region": subject.region.code if subject.region else None}
             wf = BpmnWorkflow(parsed.spec, parsed.subprocess_specs, script_engine=self.script_engine)
@@ -337,8 +347,6 @@ class Engine:
                     raise BadRequest("this process does not start with a task of yours; start it without data")
                 self._complete_loaded(cmd, wf, first[0], data)
             self._save(cmd, wf)
-            self._write_history(cmd)
-            session.flush()
             return self._instance_dict(session, inst, with_history=True)
 
     def complete(self, task_id: str, username: str, data: dict | None, *, at: datetime | None = None) -> dict:
@@ -347,19 +355,19 @@ class Engine:
             actor = self._actor(session, username)
             row = self._task_row(session, task_id)
             cmd = self._command(session, row.instance_id, actor, at)
-            session.refresh(row)
+            self._fresh(session, row)
             self._check_can_act(session, row, actor)
             wf = self._load(cmd)
             # a due timer wins over the user (trap 3): fire it first, then look again
             self._run(cmd, wf.refresh_timers)
-            self._settle(cmd, wf)
+            self._run(cmd, wf.do_engine_steps, None, cmd.task_completed)
+            if cmd.fired_timers:
+                self._settle(cmd, wf)
             if row.status != "open":
                 expired = f"task {task_id} closed before your action: {row.title_en} is past its deadline"
             else:
                 self._complete_loaded(cmd, wf, row, data)
             self._save(cmd, wf)
-            self._write_history(cmd)
-            session.flush()
             instance = self._instance_dict(session, cmd.instance, with_history=True)
         if expired:
             raise Conflict(expired)
@@ -402,7 +410,7 @@ class Engine:
             actor = self._actor(session, username)
             row = self._task_row(session, task_id)
             cmd = self._command(session, row.instance_id, actor, None)
-            session.refresh(row)
+            self._fresh(session, row)
             if row.status != "open":
                 raise Conflict(f"task {task_id} is already {row.status}")
             if not self._is_candidate(session, row, actor):
@@ -412,8 +420,7 @@ class Engine:
             if row.assignee_id is None:
                 row.assignee_id = actor.id
                 cmd.record("claimed", row.name)
-                self._bump(cmd)
-                self._write_history(cmd)
+                self._save(cmd)
         return self.task(task_id, username)
 
     def delegate(self, task_id: str, username: str, to: str, comment: str | None = None) -> dict:
@@ -421,7 +428,7 @@ class Engine:
             actor = self._actor(session, username)
             row = self._task_row(session, task_id)
             cmd = self._command(session, row.instance_id, actor, None)
-            session.refresh(row)
+            self._fresh(session, row)
             self._check_can_act(session, row, actor)
             if not isinstance(to, str) or not to:
                 raise ValidationFailed({"to": "this field is required"})
@@ -437,8 +444,7 @@ class Engine:
             session.add(HumanTaskCandidate(task_id=row.id, user_id=target.id))
             self._participate(cmd, target.id)
             cmd.record("delegated", row.name, **{"from": actor.username, "to": target.username, "comment": comment or None})
-            self._bump(cmd)
-            self._write_history(cmd)
+            self._save(cmd)
         return self.task(task_id, to)
 
     def withdraw(self, instance_id: int, username: str) -> dict:
@@ -463,8 +469,6 @@ class Engine:
             inst.data, inst.status, inst.completed_at = data, "cancelled", cmd.now
             cmd.record("withdrawn", None)
             self._save(cmd, wf)
-            self._write_history(cmd)
-            session.flush()
             return self._instance_dict(session, inst, with_history=True)
 
     def fire_due_timers(self, at: datetime | None = None, limit: int = 1000) -> list[dict]:
@@ -502,8 +506,6 @@ class Engine:
             self._run(cmd, wf.refresh_timers)
             self._settle(cmd, wf)
             self._save(cmd, wf)
-            self._write_history(cmd)
-            session.flush()
             if timer.status != "fired":
                 return None
             return {"timer": timer.id, "instance_id": instance_id, "process_id": cmd.instance.process_id,
@@ -515,18 +517,18 @@ class Engine:
         parsed = self.definitions.get(session, inst.definition_id)
         return Command(session, inst, parsed, actor, at or clock.now())
 
-    def _bump(self, cmd: Command) -> None:
-        """Touch the instance so the UPDATE's version check orders this command against others."""
-        cmd.instance.updated_at = cmd.now
-        try:
-            cmd.session.flush()
-        except StaleDataError:
-            raise Conflict("the instance was changed concurrently; try again") from None
+    def _fresh(self, session, row) -> None:
+        """Re-read a row read before the instance lock. On SQLite the IMMEDIATE transaction
+        began before the read, so it is fresh already; on PostgreSQL another command may
+        have committed while we waited for the lock."""
+        if not self.db.is_sqlite:
+            session.refresh(row)
+
 
     def _actor(self, session, username: str) -> User:
         user = org.user_by_name(session, username)
         if user is None or not user.active:
-            raise Forbidden(f"unknown or inactive user {username!r}")
+            raise Unauthorized(f"unknown or inactive user {username!r}")
         return user
 
     def _task_row(self, session, task_id: str) -> HumanTask:

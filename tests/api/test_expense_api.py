@@ -415,3 +415,12 @@ def test_inbox_paging(api):
     assert page1 + page2 == ids  # oldest first when nothing is due
     assert api.get("dave", "/tasks?limit=0").status_code == 422
     assert api.get("dave", "/tasks?limit=x").status_code == 422
+
+
+def test_a_deactivated_user_token_is_refused(api, engine):
+    token = api.token("bob")
+    with engine.db.write() as s:
+        s.scalar(select(User).where(User.username == "bob")).active = False
+    r = api.client.get("/api/v1/tasks", headers={"Authorization": f"Bearer {token}"})
+    assert r.status_code == 401 and "inactive" in r.get_json()["error"]
+    assert api.client.post("/api/v1/auth/token", json={"username": "bob", "password": "salesflow-demo"}).status_code == 401
