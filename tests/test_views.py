@@ -8,7 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.conftest import at
 from webui import create_app
+from webui.formrender import data_fields
 
 PASSWORD = "salesflow-demo"
 SHANGHAI = ZoneInfo("Asia/Shanghai")
@@ -40,8 +42,8 @@ def login(app, username, lang="zh-CN"):
 
 
 def text_of(response) -> str:
-    """The visible text, roughly: tags removed, whitespace collapsed."""
-    html = response.get_data(as_text=True)
+    """The visible text (of a response or some HTML), roughly: tags removed, whitespace collapsed."""
+    html = response if isinstance(response, str) else response.get_data(as_text=True)
     html = re.sub(r"<(script|style)\b.*?</\1>", " ", html, flags=re.S)
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
@@ -265,6 +267,74 @@ def test_nested_scores_are_sent_as_an_object(app):
         {"scores": {"a": 7.5, "b": 8}, "ok": True}
     assert parse_form(schema, MultiDict({"scores.a": "x", "scores.b": "nan"})) == \
         {"scores": {"a": "x", "b": "nan"}, "ok": False}
+
+
+# ---------------------------------------------------------------- labels from each step's own form
+def _history_row(html: str, step_title: str) -> str:
+    """The text of the history row of a step's input (the step column shows its title)."""
+    rows = [text_of(r) for r in re.findall(
+        r'<tr class="history-row" data-action="(?:completed|approved|returned|rejected)">.*?</tr>', html, re.S)]
+    matching = [r for r in rows if step_title in r]
+    assert len(matching) == 1, rows
+    return matching[0]
+
+
+def test_lead_customer_feedback_is_labelled_by_its_own_form(app):
+    eng = app.extensions["salesflow"]
+    iid = eng.start("lead_to_aftersales", "alice", {"company": "苏州华达机械有限公司", "contact": "王经理",
+                                                    "source": "trade_show", "rep": "alice"})["id"]
+    for name, data in (
+            ("initial_contact", {"basic_needs": "产线自动化改造", "purchase_intent": "high", "budget": 300000,
+                                 "qualified": True}),
+            ("needs_analysis", {"business_situation": "订单增长", "pain_points": "人工成本高", "decision_process": "总经理拍板",
+                                "requirements": "自动上下料", "confirmed_with_customer": True}),
+            ("proposal", {"products": "自动上下料系统 x2", "quoted_amount": 280000, "delivery_plan": "签约后60天交付",
+                          "after_sales_terms": "一年质保"}),
+            ("customer_feedback", {"decision": "approve", "comment": "客户认可"})):
+        [task] = eng.instance(iid, "alice")["tasks"]
+        assert task["name"] == name
+        eng.complete(task["id"], "alice", data)
+
+    html = login(app, "alice").get(f"/instances/{iid}").get_data(as_text=True)
+    row = _history_row(html, "客户确认方案")  # the step's title
+    assert "客户意见: 客户确认方案" in row and "客户意见说明: 客户认可" in row
+    assert "审批意见" not in row and "同意" not in row  # not the approval form's labels
+    group = re.search(r'<div class="dl-row" data-key="customer_feedback">\s*<dt>(.*?)</dt>(.*?)</dl>', html, re.S)
+    assert group and group.group(1) == "客户确认方案"  # titled by its step
+    assert "客户意见" in group.group(2) and "审批意见" not in group.group(2)
+
+
+def test_appraisal_decision_is_labelled_by_its_own_form(app):
+    eng = app.extensions["salesflow"]
+    ivan = login(app, "ivan")
+    assert re.search(r'<select id="f-employee" name="employee"', ivan.get("/start/performance_appraisal")
+                     .get_data(as_text=True))  # x-widget "user": a user picker
+    iid = eng.start("performance_appraisal", "ivan", {"employee": "alice", "period": "2025-Q3", "cycle": "quarterly",
+                                                      "period_end": "2025-09-30"}, at=at("2025-09-30T18:00"))["id"]
+    indicators = ["sales_achievement", "new_customers", "collection_rate", "lead_conversion",
+                  "customer_satisfaction", "compliance", "teamwork", "learning"]
+    for name, user, data, when in (
+            ("self_evaluation", "alice", {"achievements": "新签客户5家", "evidence": "CRM订单报表"}, "2025-10-09T10:00"),
+            ("manager_evaluation", "dave", {"scores": dict.fromkeys(indicators, 75), "report": "表现稳定"},
+             "2025-10-13T10:00"),
+            ("result_talk", "dave", {"talk_minutes": 45, "improvement_plan": "每周跟进重点客户"}, "2025-10-20T10:00"),
+            ("employee_decision", "alice", {"decision": "appeal", "reason": "新客户数统计遗漏两家"}, "2025-10-21T10:00")):
+        [task] = eng.instance(iid, "admin")["tasks"]
+        assert task["name"] == name
+        eng.complete(task["id"], user, data, at=at(when))
+
+    html = login(app, "alice").get(f"/instances/{iid}").get_data(as_text=True)
+    row = _history_row(html, "确认或申诉")
+    assert "确认结果: 向人力资源部申诉" in row and "申诉理由: 新客户数统计遗漏两家" in row
+    assert "复核意见" not in row and "appeal" not in row
+    group = re.search(r'<div class="dl-row" data-key="employee_decision">\s*<dt>(.*?)</dt>(.*?)</dl>', html, re.S)
+    assert group and group.group(1) == "确认或申诉"
+    assert "向人力资源部申诉" in group.group(2) and "复核意见" not in group.group(2)
+    fields = data_fields({**eng.instance(iid, "admin"), "history": []})  # no history: titled by the steps alone
+    assert fields["employee_decision"]["x-title-zh"] == "确认或申诉" and fields["hr_appeal_review"]["properties"]
+    # HR's task page labels the instance data the same way
+    review = text_of(login(app, "ivan").get(f"/tasks/{eng.instance(iid, 'admin')['tasks'][0]['id']}"))
+    assert "确认或申诉" in review and "向人力资源部申诉" in review
 
 
 # ---------------------------------------------------------------- errors and translations

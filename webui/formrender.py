@@ -3,7 +3,7 @@
 Inputs: `build_fields` turns a JSON Schema (a start form, a task's form) into Fields the
 templates render, `parse_form` turns the submitted HTML form back into data for the engine.
 Outputs: `describe` turns instance or task data into labelled Items, with titles and enum
-labels from the JSON-Schema properties of the instance's own definition version.
+labels from the forms of the instance's own definition version (`data_fields`, `step_form`).
 Messages the engine or a form produces are shown translated (`translate_message`).
 Nothing here reads workflow files: every schema and title comes from the engine.
 """
@@ -92,13 +92,14 @@ DATA_LABELS = {
     "message": _l("Message"),
     "subject": _l("On behalf of"),
 }
-VALUE_LABELS = {
-    "appeal_result": {"upheld": _l("Upheld"), "changed": _l("Changed")},
-}
 REGIONS = {"east": _l("East"), "north": _l("North"), "south": _l("South"), "west": _l("West"),
            "central": _l("Central")}
-# data keys that hold a username: shown as the user's name, entered by picking a user
-USER_KEYS = {"submitter", "started_by", "by", "employee", "rep", "assignee", "from", "to", "subject"}
+# labels of values that no form declares, by data key
+VALUE_LABELS = {"appeal_result": {"upheld": _l("Upheld"), "changed": _l("Changed")},
+                "outcome": OUTCOMES, "status": STATUSES, "region": REGIONS}
+# data keys the engine sets to usernames (shown as the user's name); form fields say so with
+# x-widget "user" or format "username"
+ENGINE_USER_KEYS = {"submitter", "started_by", "by", "assignee", "candidates", "from", "to", "subject"}
 
 # Messages the engine and the form schemas (x-error) produce, in English; shown translated.
 # A new x-error in a form needs a line here and a translation (or an "x-error-zh" next to it).
@@ -236,17 +237,8 @@ def localtime(value) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
 
 
-def _label(key: str, prop: dict | None, titles: dict | None = None) -> str:
-    if prop:
-        if lang() == "zh" and prop.get("x-title-zh"):
-            return prop["x-title-zh"]
-        if prop.get("title"):
-            return prop["title"]
-    if key in DATA_LABELS:
-        return str(DATA_LABELS[key])
-    if titles and titles.get(key):
-        return localized(titles[key], key)
-    return key.replace("_", " ").capitalize()
+def _label(key: str, prop: dict | None) -> str:
+    return form_title(prop) or (str(DATA_LABELS[key]) if key in DATA_LABELS else key.replace("_", " ").capitalize())
 
 
 def _enum_title(prop: dict | None, value) -> str | None:
@@ -266,15 +258,9 @@ def format_value(key: str, value, prop: dict | None = None, names: dict | None =
     title = _enum_title(prop, value)
     if title:
         return title
-    if key == "outcome" and value in OUTCOMES:
-        return str(OUTCOMES[value])
-    if key == "status" and value in STATUSES:
-        return str(STATUSES[value])
     if isinstance(value, str) and value in VALUE_LABELS.get(key, {}):
         return str(VALUE_LABELS[key][value])
-    if key == "region" and value in REGIONS:
-        return str(REGIONS[value])
-    if key in USER_KEYS and isinstance(value, str) and names:
+    if isinstance(value, str) and names and (_is_user(prop) if prop else key in ENGINE_USER_KEYS):
         return names.get(value, value)
     if isinstance(value, (int, float)):
         if isinstance(value, float) and value.is_integer():
@@ -298,28 +284,23 @@ class Item:
     children: list = field(default_factory=list)
 
 
-def describe(data: dict, fields: dict | None = None, names: dict | None = None, titles: dict | None = None,
-             hide: tuple = (), _props: dict | None = None) -> list[Item]:
+def describe(data: dict, fields: dict | None = None, names: dict | None = None, hide: tuple = ()) -> list[Item]:
     """Data as labelled items, dicts as sub-lists: form fields first, then the rest, each in data order.
-    `fields` are the JSON-Schema properties of the definition version (name -> property: titles and
-    enum labels), `names` username -> display name, `titles` data key -> {"zh", "en"} (see step_titles)."""
+    `fields` data key -> JSON-Schema property (title, enum labels, nested properties; see data_fields),
+    `names` username -> display name."""
     if not isinstance(data, dict):
         return []
-    fields = fields or {}
-    props = _props or fields
-    order = [k for k in data if k in props] + [k for k in data if k not in props]
+    fields = fields if isinstance(fields, dict) else {}
+    first = [k for k in data if k in fields and "x-step" not in fields[k]]
     items = []
-    for key in order:
+    for key in first + [k for k in data if k not in first]:
         if key in hide:
             continue
-        value = data[key]
-        prop = props.get(key) or fields.get(key)
-        label = _label(key, prop, titles)
+        value, prop = data[key], fields.get(key)
         if isinstance(value, dict):
-            group = prop.get("properties") if prop and isinstance(prop.get("properties"), dict) else None
-            items.append(Item(key, label, children=describe(value, fields, names, _props=group)))
+            items.append(Item(key, _label(key, prop), children=describe(value, (prop or {}).get("properties"), names)))
         else:
-            items.append(Item(key, label, format_value(key, value, prop, names)))
+            items.append(Item(key, _label(key, prop), format_value(key, value, prop, names)))
     return items
 
 
@@ -335,23 +316,35 @@ def flatten(items: list[Item]) -> list[tuple[str, str]]:
              if item.children else item.value) for item in items]
 
 
-STEP_ACTIONS = {"completed", "approved", "rejected", "returned", "auto_approved"}
+STEP_ACTIONS = {"completed", "approved", "rejected", "returned", "auto_approved"}  # history: a step's input
 
 
-def step_titles(data: dict, history: list | None) -> dict:
-    """Titles for the data keys a task stores its input under ({...input, "by": user}): the title of
-    the task whose history entry recorded that input. Data key -> {"zh", "en"}."""
-    titles = {}
-    for key, value in (data or {}).items():
-        if not isinstance(value, dict) or "by" not in value:
-            continue
-        given = {k: v for k, v in value.items() if k != "by"}
-        for event in reversed(history or []):
-            if (event.get("task_title") and event.get("action") in STEP_ACTIONS
-                    and event.get("actor") == value["by"] and event.get("detail") == given):
-                titles[key] = event["task_title"]
-                break
-    return titles
+def step_form(instance: dict, step: str | None) -> dict:
+    """The properties of the form of a step (BPMN id) of the instance's definition version."""
+    form = ((instance.get("steps") or {}).get(step) or {}).get("form")
+    return (instance.get("forms") or {}).get(form) or {}
+
+
+def data_fields(instance: dict) -> dict:
+    """Data key -> the property that labels it: a field by the form of the step that last wrote it
+    (from the history; else the first form that has it, "fields"), a key a step stores its input under
+    ({...input, "by": user}) as a group titled by that step, of that step's form."""
+    steps = instance.get("steps") or {}
+    fields = dict(instance.get("fields") or {})
+    groups = {s["data_key"]: name for name, s in reversed(steps.items()) if s.get("data_key")}
+    for event in instance.get("history") or []:
+        step = steps.get(event.get("task"))
+        if step and event.get("action") in STEP_ACTIONS:
+            if step.get("data_key"):
+                groups[step["data_key"]] = event["task"]
+            else:
+                form = step_form(instance, event["task"])
+                fields.update({k: form[k] for k in event.get("detail") or {} if k in form})
+    for key, name in groups.items():
+        title = steps[name].get("title") or {}
+        fields[key] = {"title": title.get("en"), "x-title-zh": title.get("zh"), "x-step": name,
+                       "properties": step_form(instance, name)}
+    return fields
 
 
 # --------------------------------------------------------------- forms from JSON Schema
@@ -362,7 +355,7 @@ def step_titles(data: dict, history: list | None) -> dict:
 #   boolean                  -> checkbox -> True / False
 #   string format date       -> <input type=date> -> "YYYY-MM-DD"
 #   string x-widget textarea -> <textarea>; other strings -> <input type=text>
-#   a username field (x-widget "user", format "username", or a USER_KEYS name) -> <select> of active users
+#   a username field (x-widget "user" or format "username") -> <select> of active users
 #   array of enum            -> checkboxes -> list; other arrays -> textarea, one item a line
 # Empty inputs are left out so the engine reports required fields; values that do not
 # convert are sent as text so the engine reports them with its own message.
@@ -381,12 +374,16 @@ class Field:
     help: str | None = None
 
 
-def _kind(key: str, prop: dict) -> str:
+def _is_user(prop: dict) -> bool:
+    return prop.get("x-widget") == "user" or prop.get("format") == "username"
+
+
+def _kind(prop: dict) -> str:
     typ = prop.get("type")
     widget = prop.get("x-widget")
     if typ == "object" and isinstance(prop.get("properties"), dict):
         return "group"
-    if widget in ("user", "username") or (typ == "string" and (prop.get("format") == "username" or key in USER_KEYS)):
+    if _is_user(prop):
         return "user"
     if typ == "array":
         return "checkboxes" if isinstance((prop.get("items") or {}).get("enum"), list) else "lines"
@@ -437,7 +434,7 @@ def _fields_of(schema: dict | None):
 
 def needs_users(schema: dict | None) -> bool:
     """Whether the form has a user select (so the page needs the list of users)."""
-    return any(_kind(k, p) == "user" for k, p in _fields_of(schema))
+    return any(_kind(p) == "user" for k, p in _fields_of(schema))
 
 
 def build_fields(schema: dict | None, values: dict | None = None, errors: dict | None = None,
@@ -455,7 +452,7 @@ def build_fields(schema: dict | None, values: dict | None = None, errors: dict |
     fields = []
     for key, prop in _fields_of(schema):
         name = prefix + key
-        kind = _kind(key, prop)
+        kind = _kind(prop)
         f = Field(name=name, key=key, label=_label(key, prop), kind=kind, required=key in required,
                   help=(prop.get("x-description-zh") if lang() == "zh" else None) or prop.get("description"))
         message = errors.get(name) or errors.get(key)
@@ -523,7 +520,7 @@ def parse_form(schema: dict | None, form, prefix: str = "") -> dict:
     data: dict = {}
     for key, prop in _fields_of(schema):
         name = prefix + key
-        kind = _kind(key, prop)
+        kind = _kind(prop)
         if kind == "group":
             sub = parse_form(prop, form, name + ".")
             if sub or key in (schema.get("required") or []):

@@ -17,8 +17,8 @@ from markupsafe import Markup
 from engine.errors import Conflict, EngineError, Forbidden, NotFound, ProcessError, ValidationFailed
 
 from .formrender import (
-    N_, OUTCOMES, STATUSES, build_fields, describe, flatten, form_title, general_errors, lang, localized,
-    localtime, needs_users, parse_form, raw_values, step_titles, translate_error_dict,
+    N_, OUTCOMES, STATUSES, STEP_ACTIONS, build_fields, data_fields, describe, flatten, form_title, general_errors,
+    lang, localized, localtime, needs_users, parse_form, raw_values, step_form, translate_error_dict,
 )
 
 bp = Blueprint("views", __name__)
@@ -205,11 +205,12 @@ def _user_names(users: list[dict]) -> dict:
 
 
 def _history(instance: dict, names: dict) -> list[dict]:
-    """The instance's history as table rows; details labelled by the fields of its definition version."""
-    fields = instance.get("fields")
+    """The instance's history as table rows; a step's input labelled by the form of that step
+    (in its definition version), other details by the engine's vocabulary."""
     return [{"at": event.get("at"), "actor": event.get("actor"), "action": event.get("action"),
              "task": localized(event.get("task_title"), event.get("task") or ""),
-             "detail": flatten(describe(event.get("detail") or {}, fields, names))}
+             "detail": flatten(describe(event.get("detail") or {}, step_form(instance, event.get("task"))
+                                        if event.get("action") in STEP_ACTIONS else {}, names))}
             for event in instance.get("history", [])]
 
 
@@ -225,10 +226,10 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
         instance = None
     if instance:
         process_title = localized(instance.get("process_name"), task["process_id"])
-        fields, titles = instance.get("fields"), step_titles(task.get("data"), instance.get("history"))
+        fields = data_fields(instance)
     else:
         process_title = localized(eng.process_names().get(task["process_id"]), task["process_id"])
-        fields, titles = (schema or {}).get("properties"), None
+        fields = (schema or {}).get("properties")
     users = eng.users()
     names = _user_names(users)
     is_open = task["status"] == "open"
@@ -243,7 +244,7 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
         claimable=claimable, can_complete=can_complete, can_delegate=bool(is_open and task.get("can_act")),
         delegate_to=[u for u in users if u["username"] != me],
         delegate_errors=translate_error_dict(delegate_errors), delegate_values=delegate_values or {},
-        data_items=describe(task.get("data") or {}, fields, names, titles, hide=("outcome",)),
+        data_items=describe(task.get("data") or {}, fields, names, hide=("outcome",)),
         names=names, history=_history(instance, names) if instance else [],
     ), status
 
@@ -321,8 +322,7 @@ def instance(instance_id: str):
     data = inst.get("data") or {}
     return render_template(
         "instance.html", inst=inst, svg=svg, names=names, outcome=data.get("outcome"),
-        data_items=describe(data, inst.get("fields"), names, step_titles(data, inst.get("history")),
-                            hide=("outcome",)),
+        data_items=describe(data, data_fields(inst), names, hide=("outcome",)),
         history=_history(inst, names), can_withdraw=inst["status"] == "running" and inst["started_by"] == me,
         process_title=localized(inst.get("process_name"), inst["process_id"]))
 
