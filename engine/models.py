@@ -128,11 +128,15 @@ class ProcessInstance(Base):
     __mapper_args__ = {"version_id_col": lock_version}
 
 
+NO_DUE_DATE = datetime(9999, 12, 31, tzinfo=timezone.utc)
+
+
 class HumanTask(Base):
     """Every user task that is or was open, indexed for the inbox."""
     __tablename__ = "human_tasks"
     __table_args__ = (
-        Index("ix_human_tasks_assignee_open", "assignee_id", "status"),
+        # the inbox: my open tasks in the order shown, read straight off the index
+        Index("ix_human_tasks_inbox", "assignee_id", "status", "sort_due", "created_at", "id"),
         Index("ix_human_tasks_instance_status", "instance_id", "status"),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # SpiffWorkflow task id
@@ -150,6 +154,7 @@ class HumanTask(Base):
     region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"))  # the instance's region
     status: Mapped[str] = mapped_column(String(20), index=True)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sort_due: Mapped[datetime] = mapped_column(UTCDateTime())  # due_at, or NO_DUE_DATE: inbox order
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
@@ -159,7 +164,7 @@ class HumanTask(Base):
 
 
 class HumanTaskCandidate(Base):
-    """Who may act on (claim) a task."""
+    """Who may claim a task that several people could do (a single owner is just its assignee)."""
     __tablename__ = "human_task_candidates"
     task_id: Mapped[str] = mapped_column(ForeignKey("human_tasks.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from werkzeug.security import check_password_hash, generate_password_hash
 
 from .models import User, UserRole
@@ -19,8 +19,11 @@ def verify_password(user: User | None, password: str) -> bool:
     return bool(user and user.active and user.password_hash and check_password_hash(user.password_hash, password))
 
 
+_USER_BY_NAME = select(User).where(User.username == bindparam("username"))  # built once: a hot path
+
+
 def user_by_name(session, username: str) -> User | None:
-    return session.scalar(select(User).where(User.username == username))
+    return session.scalar(_USER_BY_NAME, {"username": username})
 
 
 def users_with_role(session, role: str, region_id: int | None = None) -> list[User]:

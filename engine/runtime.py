@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
@@ -30,7 +30,7 @@ from .errors import BadRequest, Conflict, Forbidden, NotFound, ProcessError, Una
 from .expressions import ExpressionError, SalesflowScriptEngine
 from .forms import validate_form
 from .models import (
-    HistoryEvent, HumanTask, HumanTaskCandidate, InstanceParticipant, ProcessInstance, Timer, User,
+    NO_DUE_DATE, HistoryEvent, HumanTask, HumanTaskCandidate, InstanceParticipant, ProcessInstance, Timer, User,
 )
 from .services import Services, current_command
 
@@ -175,8 +175,10 @@ class Engine:
         """Mirror READY user tasks into human_tasks. Returns tasks to auto-approve."""
         session, inst = cmd.session, cmd.instance
         ready = {str(t.id): t for t in self._ready_user_tasks(wf)}
-        open_rows = {row.id: row for row in session.scalars(
-            select(HumanTask).where(HumanTask.instance_id == inst.id, HumanTask.status == "open"))}
+        rows = session.scalars(select(HumanTask).where(
+            HumanTask.instance_id == inst.id, (HumanTask.status == "open") | HumanTask.id.in_(list(ready)))).all()
+        open_rows = {row.id: row for row in rows if row.status == "open"}
+        reopened = {row.id for row in rows if row.status != "open"}
         for task_id, row in open_rows.items():
             if task_id in ready:
                 continue
@@ -186,8 +188,6 @@ class Engine:
             if row.status == "cancelled":
                 cmd.record("task_cancelled", row.name, actor=None)
         auto = []
-        new = [tid for tid in ready if tid not in open_rows]
-        reopened = set(session.scalars(select(HumanTask.id).where(HumanTask.id.in_(new)))) if new else set()
         for task_id, task in ready.items():
             if task_id in open_rows:
                 continue
@@ -198,10 +198,11 @@ class Engine:
                 owners = org.resolve_lane(session, cmd.parsed.lanes, info.lane, inst.subject, approval=info.is_approval)
             if owners.note:
                 cmd.record("routed", info.name, actor=None, reason=owners.note)
+            due = self._due_at(task)
             row = HumanTask(
                 id=task_id, instance_id=inst.id, process_id=inst.process_id, name=info.name, title=info.title,
                 title_en=info.title_en, lane=info.lane, form=info.form, data_key=info.data_key,
-                is_approval=info.is_approval, status="open", due_at=self._due_at(task), created_at=cmd.now,
+                is_approval=info.is_approval, status="open", due_at=due, sort_due=due or NO_DUE_DATE, created_at=cmd.now,
                 candidate_role=(cmd.parsed.lanes.get(info.lane or "") or {}).get("role"), region_id=inst.region_id,
                 assignee_id=owners.users[0].id if len(owners.users) == 1 else None)
             if task_id in reopened:  # a task reopened by a loop keeps its id in SpiffWorkflow
@@ -210,7 +211,8 @@ class Engine:
             session.add(row)
             session.flush()
             for user in owners.users:
-                session.add(HumanTaskCandidate(task_id=task_id, user_id=user.id))
+                if len(owners.users) > 1:  # a pool to claim from; a single owner is simply the assignee
+                    session.add(HumanTaskCandidate(task_id=task_id, user_id=user.id))
                 self._participate(cmd, user.id)
             only = owners.users[0] if len(owners.users) == 1 else None
             if info.is_approval and only is not None and only.id == inst.last_approver_id:
@@ -413,7 +415,7 @@ class Engine:
             self._fresh(session, row)
             if row.status != "open":
                 raise Conflict(f"task {task_id} is already {row.status}")
-            if not self._is_candidate(session, row, actor):
+            if row.assignee_id != actor.id and not self._is_candidate(session, row, actor):
                 raise Forbidden(f"task {task_id} is not yours to claim")
             if row.assignee_id not in (None, actor.id):
                 raise Conflict(f"task {task_id} is held by {row.assignee.username}")
@@ -439,9 +441,8 @@ class Engine:
                 raise ValidationFailed({"to": "the task is already yours"})
             if row.is_approval and target.id == cmd.instance.subject_id:
                 raise ValidationFailed({"to": "nobody approves their own request"})
-            row.assignee_id = target.id
+            row.assignee_id = target.id  # the task leaves any claim pool: it is the target's now
             session.execute(delete(HumanTaskCandidate).where(HumanTaskCandidate.task_id == row.id))
-            session.add(HumanTaskCandidate(task_id=row.id, user_id=target.id))
             self._participate(cmd, target.id)
             cmd.record("delegated", row.name, **{"from": actor.username, "to": target.username, "comment": comment or None})
             self._save(cmd)
@@ -686,25 +687,25 @@ class Engine:
     def tasks(self, username: str, process_id: str | None = None, instance_id=None,
               limit: int = 200, offset: int = 0, with_total: bool = False):
         """Open tasks the user can act on: assigned to them, or unassigned with them as a candidate.
-        Soonest due first, then oldest. With with_total, returns (tasks, total)."""
+        Soonest due first (no due date last), then oldest. With with_total, returns (tasks, total)."""
         with self.db.read() as session:
             user = self._actor(session, username)
-            claimable = select(HumanTaskCandidate.task_id).where(HumanTaskCandidate.user_id == user.id)
-            cond = [HumanTask.status == "open",
-                    (HumanTask.assignee_id == user.id) | (HumanTask.assignee_id.is_(None) & HumanTask.id.in_(claimable))]
+            params = {"uid": user.id, "head": limit + offset, "limit": limit, "offset": offset}
+            extra = ""
             if process_id:
-                cond.append(HumanTask.process_id == process_id)
+                extra += " AND h.process_id = :pid"
+                params["pid"] = process_id
             if instance_id not in (None, ""):
-                cond.append(HumanTask.instance_id == _int(instance_id))
-            rows = session.scalars(select(HumanTask).where(*cond).order_by(
-                HumanTask.due_at.is_(None), HumanTask.due_at, HumanTask.created_at, HumanTask.id)
-                .limit(limit).offset(offset)).all()
-            tasks = [self._task_dict(r) for r in rows]
+                extra += " AND h.instance_id = :iid"
+                params["iid"] = _int(instance_id)
+            ids = session.scalars(text(_INBOX_PAGE.format(extra=extra)), params).all()
+            rows = {r.id: r for r in session.scalars(_TASKS_BY_ID, {"ids": ids})} if ids else {}
+            tasks = [self._task_dict(rows[i]) for i in ids]
             if not with_total:
                 return tasks
-            total = len(tasks) + offset if len(tasks) < limit else \
-                session.scalar(select(func.count()).select_from(HumanTask).where(*cond))
-            return tasks, total
+            if len(tasks) < limit:
+                return tasks, offset + len(tasks)
+            return tasks, session.scalar(text(_INBOX_COUNT.format(extra=extra)), params)
 
     def task(self, task_id: str, username: str) -> dict:
         with self.db.read() as session:
@@ -790,6 +791,27 @@ class Engine:
             "created_at": _iso(row.created_at), "completed_at": _iso(row.completed_at),
             "is_approval": row.is_approval,
         }
+
+
+# The inbox is the hottest read: two index-driven heads (ix_human_tasks_inbox for "assigned to me",
+# the candidates' user index for "claimable by me"), merged. Plain SQL, built once: an ORM union
+# costs far more to construct per call than to run. {extra} is one of two fixed filter fragments.
+_INBOX_HEADS = """
+  SELECT * FROM (SELECT h.id, h.sort_due, h.created_at FROM human_tasks h
+                 WHERE h.assignee_id = :uid AND h.status = 'open'{extra}
+                 ORDER BY h.sort_due, h.created_at, h.id LIMIT :head) AS assigned
+  UNION ALL
+  SELECT * FROM (SELECT h.id, h.sort_due, h.created_at FROM human_tasks h
+                 JOIN human_task_candidates c ON c.task_id = h.id
+                 WHERE c.user_id = :uid AND h.assignee_id IS NULL AND h.status = 'open'{extra}
+                 ORDER BY h.sort_due, h.created_at, h.id LIMIT :head) AS claimable"""
+_INBOX_PAGE = ("SELECT id FROM (" + _INBOX_HEADS + ") AS page "
+               "ORDER BY sort_due, created_at, id LIMIT :limit OFFSET :offset")
+_INBOX_COUNT = """SELECT
+  (SELECT count(*) FROM human_tasks h WHERE h.assignee_id = :uid AND h.status = 'open'{extra}) +
+  (SELECT count(*) FROM human_tasks h JOIN human_task_candidates c ON c.task_id = h.id
+   WHERE c.user_id = :uid AND h.assignee_id IS NULL AND h.status = 'open'{extra})"""
+_TASKS_BY_ID = select(HumanTask).where(HumanTask.id.in_(bindparam("ids", expanding=True)))
 
 
 def _user_dict(user: User) -> dict:

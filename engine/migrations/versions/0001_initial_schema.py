@@ -147,6 +147,7 @@ def upgrade() -> None:
     sa.Column('region_id', sa.Integer(), nullable=True),
     sa.Column('status', sa.String(length=20), nullable=False),
     sa.Column('due_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('sort_due', sa.DateTime(timezone=True), nullable=False),
     sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
     sa.Column('completed_at', sa.DateTime(timezone=True), nullable=True),
     sa.Column('completed_by_id', sa.Integer(), nullable=True),
@@ -157,7 +158,7 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('id')
     )
     with op.batch_alter_table('human_tasks', schema=None) as batch_op:
-        batch_op.create_index('ix_human_tasks_assignee_open', ['assignee_id', 'status'], unique=False)
+        batch_op.create_index('ix_human_tasks_inbox', ['assignee_id', 'status', 'sort_due', 'created_at', 'id'], unique=False)
         batch_op.create_index('ix_human_tasks_instance_status', ['instance_id', 'status'], unique=False)
         batch_op.create_index(batch_op.f('ix_human_tasks_status'), ['status'], unique=False)
 
@@ -217,7 +218,7 @@ def downgrade() -> None:
     with op.batch_alter_table('human_tasks', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_human_tasks_status'))
         batch_op.drop_index('ix_human_tasks_instance_status')
-        batch_op.drop_index('ix_human_tasks_assignee_open')
+        batch_op.drop_index('ix_human_tasks_inbox')
 
     op.drop_table('human_tasks')
     with op.batch_alter_table('history_events', schema=None) as batch_op:
