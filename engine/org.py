@@ -26,11 +26,15 @@ def user_by_name(session, username: str) -> User | None:
     return session.scalar(_USER_BY_NAME, {"username": username})
 
 
+_ROLE_HOLDERS = select(User).join(UserRole, UserRole.user_id == User.id) \
+    .where(UserRole.role == bindparam("role"), User.active.is_(True)).order_by(User.username)
+_ROLE_HOLDERS_IN_REGION = _ROLE_HOLDERS.where(User.region_id == bindparam("region_id"))
+
+
 def users_with_role(session, role: str, region_id: int | None = None) -> list[User]:
-    stmt = select(User).join(UserRole, UserRole.user_id == User.id).where(UserRole.role == role, User.active.is_(True))
-    if region_id is not None:
-        stmt = stmt.where(User.region_id == region_id)
-    return list(session.scalars(stmt.order_by(User.username)))
+    if region_id is None:
+        return list(session.scalars(_ROLE_HOLDERS, {"role": role}))
+    return list(session.scalars(_ROLE_HOLDERS_IN_REGION, {"role": role, "region_id": region_id}))
 
 
 def manager_chain(session, user: User) -> list[User]:

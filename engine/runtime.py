@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from uuid import UUID
 
-from sqlalchemy import bindparam, delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
@@ -52,6 +52,7 @@ class Command:
     history: list = field(default_factory=list)
     fired_timers: list = field(default_factory=list)  # timer event tasks completed during this command
     participants: set | None = None  # user ids, loaded on first use
+    created_rows: dict = field(default_factory=dict)  # human task rows added by this command
     new_instance: bool = False
     had_timers: bool = True  # whether the instance may have waiting timer rows
 
@@ -88,10 +89,8 @@ class Engine:
 
     # --------------------------------------------------------------- loading
     def _lock(self, session, instance_id: int) -> ProcessInstance:
-        stmt = select(ProcessInstance).where(ProcessInstance.id == instance_id)
-        if not self.db.is_sqlite:
-            stmt = stmt.with_for_update(of=ProcessInstance)
-        instance = session.scalar(stmt)
+        stmt = _INSTANCE if self.db.is_sqlite else _INSTANCE_FOR_UPDATE
+        instance = session.scalar(stmt, {"id": instance_id})
         if instance is None:
             raise NotFound(f"instance {instance_id} not found")
         return instance
@@ -108,9 +107,9 @@ class Engine:
         if wf is not None:
             cmd.instance.state = serializer.dumps(wf)
         cmd.instance.updated_at = cmd.now
-        self._write_history(cmd)
         try:
             cmd.session.flush()
+            self._write_history(cmd)
         except StaleDataError:
             raise Conflict("the instance was changed concurrently; try again") from None
 
@@ -175,10 +174,13 @@ class Engine:
         """Mirror READY user tasks into human_tasks. Returns tasks to auto-approve."""
         session, inst = cmd.session, cmd.instance
         ready = {str(t.id): t for t in self._ready_user_tasks(wf)}
-        rows = session.scalars(select(HumanTask).where(
-            HumanTask.instance_id == inst.id, (HumanTask.status == "open") | HumanTask.id.in_(list(ready)))).all()
+        # no autoflush: rows changed in memory show their new status, rows added by this command
+        # (not yet in the database) come from cmd.created_rows
+        with session.no_autoflush:
+            rows = session.scalars(_INSTANCE_TASKS, {"instance_id": inst.id, "ids": list(ready)}).all()
         open_rows = {row.id: row for row in rows if row.status == "open"}
-        reopened = {row.id for row in rows if row.status != "open"}
+        open_rows.update({tid: row for tid, row in cmd.created_rows.items() if row.status == "open"})
+        reopened = {row.id for row in rows if row.status != "open" and row.id not in cmd.created_rows}
         for task_id, row in open_rows.items():
             if task_id in ready:
                 continue
@@ -209,10 +211,11 @@ class Engine:
                 session.execute(delete(HumanTaskCandidate).where(HumanTaskCandidate.task_id == task_id))
                 session.execute(delete(HumanTask).where(HumanTask.id == task_id))
             session.add(row)
-            session.flush()
+            cmd.created_rows[task_id] = row
+            if len(owners.users) > 1:  # a pool to claim from; a single owner is simply the assignee
+                session.flush()  # the task row before its candidates
+                session.add_all(HumanTaskCandidate(task_id=task_id, user_id=u.id) for u in owners.users)
             for user in owners.users:
-                if len(owners.users) > 1:  # a pool to claim from; a single owner is simply the assignee
-                    session.add(HumanTaskCandidate(task_id=task_id, user_id=user.id))
                 self._participate(cmd, user.id)
             only = owners.users[0] if len(owners.users) == 1 else None
             if info.is_approval and only is not None and only.id == inst.last_approver_id:
@@ -297,17 +300,19 @@ class Engine:
         if cmd.participants is None:
             with cmd.session.no_autoflush:
                 cmd.participants = set() if cmd.new_instance else set(cmd.session.scalars(
-                    select(InstanceParticipant.user_id).where(InstanceParticipant.instance_id == cmd.instance.id)))
+                    _PARTICIPANTS, {"instance_id": cmd.instance.id}))
         if user_id not in cmd.participants:
             cmd.participants.add(user_id)
             cmd.session.add(InstanceParticipant(instance_id=cmd.instance.id, user_id=user_id))
 
     def _write_history(self, cmd: Command) -> None:
-        for offset, (actor, action, task, detail) in enumerate(cmd.history):
-            cmd.session.add(HistoryEvent(
-                instance_id=cmd.instance.id, at=cmd.now + timedelta(microseconds=offset),
-                actor_id=actor.id if actor else None, action=action, task=task,
-                detail={k: v for k, v in detail.items() if v is not None}))
+        """Append the command's history: one multi-row INSERT (the rows are never read back here)."""
+        if cmd.history:
+            cmd.session.execute(insert(HistoryEvent), [
+                {"instance_id": cmd.instance.id, "at": cmd.now + timedelta(microseconds=offset),
+                 "actor_id": actor.id if actor else None, "action": action, "task": task,
+                 "detail": {k: v for k, v in detail.items() if v is not None}}
+                for offset, (actor, action, task, detail) in enumerate(cmd.history)])
         cmd.history.clear()
 
     # ------------------------------------------------------------ commands
@@ -752,8 +757,7 @@ class Engine:
         result: dict[int, list[dict]] = {}
         if not ids:
             return result
-        for row in session.scalars(select(HumanTask).where(HumanTask.instance_id.in_(ids), HumanTask.status == "open")
-                                   .order_by(HumanTask.created_at)):
+        for row in session.scalars(_OPEN_TASKS_OF, {"ids": ids}):
             result.setdefault(row.instance_id, []).append(self._task_dict(row))
         return result
 
@@ -770,8 +774,7 @@ class Engine:
             "completed_at": _iso(inst.completed_at),
         }
         if with_history:
-            events = session.scalars(select(HistoryEvent).where(HistoryEvent.instance_id == inst.id)
-                                     .order_by(HistoryEvent.at, HistoryEvent.id)).all()
+            events = session.scalars(_HISTORY, {"instance_id": inst.id}).all()
             titles = parsed.titles
             result["history"] = [{"at": _iso(e.at), "actor": e.actor.username if e.actor else None,
                                   "action": e.action, "task": e.task, "detail": e.detail or {},
@@ -792,6 +795,18 @@ class Engine:
             "is_approval": row.is_approval,
         }
 
+
+# Statements on every command's path, built once (building one costs more than running it on SQLite).
+_INSTANCE = select(ProcessInstance).where(ProcessInstance.id == bindparam("id"))
+_INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update(of=ProcessInstance)
+_INSTANCE_TASKS = select(HumanTask).where(  # its open tasks, and rows of ids SpiffWorkflow reports ready
+    HumanTask.instance_id == bindparam("instance_id"),
+    (HumanTask.status == "open") | HumanTask.id.in_(bindparam("ids", expanding=True)))
+_PARTICIPANTS = select(InstanceParticipant.user_id).where(InstanceParticipant.instance_id == bindparam("instance_id"))
+_OPEN_TASKS_OF = select(HumanTask).where(HumanTask.instance_id.in_(bindparam("ids", expanding=True)),
+                                         HumanTask.status == "open").order_by(HumanTask.created_at)
+_HISTORY = select(HistoryEvent).where(HistoryEvent.instance_id == bindparam("instance_id")) \
+    .order_by(HistoryEvent.at, HistoryEvent.id)
 
 # The inbox is the hottest read: two index-driven heads (ix_human_tasks_inbox for "assigned to me",
 # the candidates' user index for "claimable by me"), merged. Plain SQL, built once: an ORM union
