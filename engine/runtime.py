@@ -496,16 +496,24 @@ class Engine:
         return fired
 
     def _fire_one(self, timer_id: str, instance_id: int, at: datetime) -> dict | None:
+        """Lock order as in every command: the instance first, then its rows (no deadlock with a user).
+        On PostgreSQL an instance another worker or a user's command holds is skipped, not waited
+        for: whoever holds it fires its due timers (a command fires due timers before acting)."""
         with self.db.write() as session:
-            stmt = select(Timer).where(Timer.id == timer_id, Timer.status == "waiting")
-            if not self.db.is_sqlite:
-                stmt = stmt.with_for_update(skip_locked=True)
-            timer = session.scalar(stmt)
+            if self.db.is_sqlite:
+                inst = session.scalar(_INSTANCE, {"id": instance_id})
+            else:
+                inst = session.scalar(_INSTANCE_FOR_UPDATE_SKIP_LOCKED, {"id": instance_id})
+            if inst is None:
+                return None
+            timer = session.scalar(select(Timer).where(Timer.id == timer_id, Timer.status == "waiting")
+                                   .execution_options(populate_existing=True))
             if timer is None:
-                return None  # fired or claimed by another worker
+                return None  # fired or cancelled meanwhile
             # Spiff compares with "<": a timer due exactly at `at` must fire, so look a microsecond later
-            cmd = self._command(session, instance_id, None, at + timedelta(microseconds=1))
-            if cmd.instance.status != "running":
+            cmd = Command(session, inst, self.definitions.get(session, inst.definition_id), None,
+                          at + timedelta(microseconds=1))
+            if inst.status != "running":
                 timer.status = "cancelled"
                 return None
             wf = self._load(cmd)
@@ -514,7 +522,7 @@ class Engine:
             self._save(cmd, wf)
             if timer.status != "fired":
                 return None
-            return {"timer": timer.id, "instance_id": instance_id, "process_id": cmd.instance.process_id,
+            return {"timer": timer.id, "instance_id": instance_id, "process_id": inst.process_id,
                     "name": timer.name, "title": timer.title, "due_at": _iso(timer.due_at)}
 
     # ------------------------------------------------------------ helpers
@@ -799,6 +807,7 @@ class Engine:
 # Statements on every command's path, built once (building one costs more than running it on SQLite).
 _INSTANCE = select(ProcessInstance).where(ProcessInstance.id == bindparam("id"))
 _INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update(of=ProcessInstance)
+_INSTANCE_FOR_UPDATE_SKIP_LOCKED = _INSTANCE.with_for_update(of=ProcessInstance, skip_locked=True)
 _INSTANCE_TASKS = select(HumanTask).where(  # its open tasks, and rows of ids SpiffWorkflow reports ready
     HumanTask.instance_id == bindparam("instance_id"),
     (HumanTask.status == "open") | HumanTask.id.in_(bindparam("ids", expanding=True)))

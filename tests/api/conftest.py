@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import pytest
+from click.testing import CliRunner
 
 from webui import create_app
+from webui.cli import main as salesflow_main
 
 
 @pytest.fixture
@@ -50,6 +52,11 @@ class Api:
         assert r.status_code == 200, r.get_json()
         return r.get_json()
 
+    def instance(self, user, instance_id):
+        r = self.get(user, f"/instances/{instance_id}")
+        assert r.status_code == 200, r.get_json()
+        return r.get_json()
+
     def open_task(self, instance, name):
         tasks = [t for t in instance["tasks"] if t["name"] == name]
         assert len(tasks) == 1, f"expected one open {name}, got {instance['tasks']}"
@@ -59,3 +66,16 @@ class Api:
 @pytest.fixture
 def api(app):
     return Api(app)
+
+
+@pytest.fixture
+def cli(engine, monkeypatch, tmp_path):
+    """`salesflow ...` through click's CliRunner against the test database; returns the output."""
+    monkeypatch.setenv("SALESFLOW_DATABASE_URL", engine.db.url)
+    monkeypatch.setenv("SALESFLOW_INSTANCE_DIR", str(tmp_path))
+
+    def run(*args):
+        result = CliRunner().invoke(salesflow_main, list(args))
+        assert result.exit_code == 0, result.output
+        return result.output
+    return run

@@ -6,28 +6,14 @@ import threading
 from datetime import datetime, timedelta
 
 import pytest
-from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from engine.models import HistoryEvent, Timer
-from webui.cli import main
 
 MAJOR = {"customer": "华东重工 East Heavy Industry", "amount": 600000, "payment_terms": "standard",
          "customer_has_credit_record": True, "summary": "三年供货框架协议"}
 SCORES = {"sales_achievement": 80, "new_customers": 80, "collection_rate": 80, "lead_conversion": 80,
           "customer_satisfaction": 80, "compliance": 80, "teamwork": 80, "learning": 80}
-
-
-@pytest.fixture
-def cli(engine, monkeypatch, tmp_path):
-    monkeypatch.setenv("SALESFLOW_DATABASE_URL", engine.db.url)
-    monkeypatch.setenv("SALESFLOW_INSTANCE_DIR", str(tmp_path))
-
-    def run(*args):
-        result = CliRunner().invoke(main, list(args))
-        assert result.exit_code == 0, result.output
-        return result.output
-    return run
 
 
 def iso(value: datetime) -> str:
@@ -70,18 +56,6 @@ def appraisal_at_decision(engine):
     (decision,) = engine.tasks("alice", instance_id=inst["id"])
     assert decision["name"] == "employee_decision" and decision["due_at"]
     return inst["id"], decision
-
-
-def test_acceptance_window_expiring_accepts_the_result(engine, cli):
-    instance_id, decision = appraisal_at_decision(engine)
-    due = datetime.fromisoformat(decision["due_at"])
-    out = cli("timers", "run", "--at", iso(due))
-    assert f"#{instance_id}" in out
-    inst = engine.instance(instance_id, "alice")
-    assert inst["status"] == "completed" and inst["data"]["grade"] == "A" and inst["data"]["outcome"] == "approved"
-    from engine.errors import Conflict
-    with pytest.raises(Conflict):
-        engine.complete(decision["id"], "alice", {"decision": "appeal", "reason": "too late"})
 
 
 def test_a_due_timer_wins_over_a_late_user(engine):
