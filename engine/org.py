@@ -4,19 +4,37 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from sqlalchemy import bindparam, select
-from werkzeug.security import check_password_hash, generate_password_hash
+import base64
+import hashlib
+import hmac
+import secrets
 
 from .models import User, UserRole
 
 ADMIN_ROLE = "admin"
 
 
+_SCRYPT = {"n": 2 ** 15, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}
+
+
 def hash_password(password: str) -> str:
-    return generate_password_hash(password)
+    """scrypt, salted: 'scrypt$<salt>$<hash>' (base64)."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+    return "scrypt$" + base64.b64encode(salt).decode() + "$" + base64.b64encode(digest).decode()
 
 
 def verify_password(user: User | None, password: str) -> bool:
-    return bool(user and user.active and user.password_hash and check_password_hash(user.password_hash, password))
+    if not (user and user.active and user.password_hash):
+        return False
+    try:
+        scheme, salt, expected = user.password_hash.split("$")
+        if scheme != "scrypt":
+            return False
+        digest = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), **_SCRYPT)
+    except ValueError:
+        return False
+    return hmac.compare_digest(digest, base64.b64decode(expected))
 
 
 _USER_BY_NAME = select(User).where(User.username == bindparam("username"))  # built once: a hot path
