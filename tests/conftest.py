@@ -30,13 +30,21 @@ def sqlite_template(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def pg_migrated():
-    db = Database(PG_URL)
-    with db.write_engine.begin() as conn:
-        conn.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
+    """A schema of this run's own in the test database (concurrent runs never meet), migrated once."""
+    schema = f"salesflow_test_{os.getpid()}"
+    admin = Database(PG_URL)
+    with admin.write_engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        conn.execute(text(f"CREATE SCHEMA {schema}"))
+    separator = "&" if "?" in PG_URL else "?"
+    url = f"{PG_URL}{separator}options=-csearch_path%3D{schema}"
+    db = Database(url)
     db.migrate()
     db.dispose()
-    return PG_URL
+    yield url
+    with admin.write_engine.begin() as conn:
+        conn.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+    admin.dispose()
 
 
 @pytest.fixture(params=BACKENDS)
