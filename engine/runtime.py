@@ -669,13 +669,19 @@ class Engine:
         info = next((i for i in parsed.tasks.values() if i.name == first), None)
         return parsed.forms.get(info.form) if info else None
 
-    def instance(self, instance_id, username: str) -> dict:
+    def instance(self, instance_id, username: str, *, labels: bool = False) -> dict:
+        """The instance object; with labels, also the titles and form schemas of its definition
+        version ("fields", "steps", "forms") that a UI needs to label its data."""
         with self.db.read() as session:
             user = self._actor(session, username)
             inst = session.get(ProcessInstance, _int(instance_id))
             if inst is None or not self._can_see(session, inst, user):
                 raise NotFound(f"instance {instance_id} not found")
-            return self._instance_dict(session, inst, with_history=True)
+            result = self._instance_dict(session, inst, with_history=True)
+            if labels:
+                parsed = self.definitions.get(session, inst.definition_id)
+                result.update(fields=parsed.fields, steps=parsed.steps, forms=parsed.form_properties)
+            return result
 
     def instances(self, username: str, process_id: str | None = None, status: str | None = None,
                   mine: bool = False, limit: int = 200, offset: int = 0) -> list[dict]:
@@ -787,9 +793,6 @@ class Engine:
             result["history"] = [{"at": _iso(e.at), "actor": e.actor.username if e.actor else None,
                                   "action": e.action, "task": e.task, "detail": e.detail or {},
                                   "task_title": titles.get(e.task)} for e in events]
-            result["fields"] = parsed.fields
-            result["steps"] = parsed.steps
-            result["forms"] = parsed.form_properties
         return result
 
     def _task_dict(self, row: HumanTask) -> dict:

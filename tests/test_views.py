@@ -330,7 +330,7 @@ def test_appraisal_decision_is_labelled_by_its_own_form(app):
     group = re.search(r'<div class="dl-row" data-key="employee_decision">\s*<dt>(.*?)</dt>(.*?)</dl>', html, re.S)
     assert group and group.group(1) == "确认或申诉"
     assert "向人力资源部申诉" in group.group(2) and "复核意见" not in group.group(2)
-    fields = data_fields({**eng.instance(iid, "admin"), "history": []})  # no history: titled by the steps alone
+    fields = data_fields({**eng.instance(iid, "admin", labels=True), "history": []})  # no history: titled by the steps alone
     assert fields["employee_decision"]["x-title-zh"] == "确认或申诉" and fields["hr_appeal_review"]["properties"]
     # HR's task page labels the instance data the same way
     review = text_of(login(app, "ivan").get(f"/tasks/{eng.instance(iid, 'admin')['tasks'][0]['id']}"))

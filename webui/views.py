@@ -221,7 +221,7 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
     task = eng.task(task_id, me)
     schema = task.get("form")
     try:
-        instance = eng.instance(task["instance_id"], me)
+        instance = eng.instance(task["instance_id"], me, labels=True)
     except (NotFound, Forbidden):
         instance = None
     if instance:
@@ -313,7 +313,7 @@ def delegate(task_id: str):
 def instance(instance_id: str):
     eng = engine()
     me = current_user.username
-    inst = eng.instance(instance_id, me)
+    inst = eng.instance(instance_id, me, labels=True)
     try:
         svg = Markup(eng.diagram(inst["id"], me, titles_lang=lang()))  # sanitized SVG made by the engine
     except EngineError:
