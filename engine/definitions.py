@@ -77,14 +77,21 @@ class ParsedDefinition:
     def name(self) -> str:
         return self.catalog.get("name", {}).get("en", self.process_id)
 
-    def process_bpmn(self, process_id: str | None = None) -> str:
-        """The BPMN text that defines `process_id` (default: this process)."""
-        pid = process_id or self.process_id
+    @functools.cached_property
+    def _bpmn_by_process(self) -> dict[str, str]:
+        result = {}
         for text in self.bundle["bpmn"].values():
             root = etree.fromstring(text.encode(), _secure_parser)
-            if root.find(f"bpmn:process[@id='{pid}']", NS) is not None:
-                return text
-        raise DefinitionError(f"no BPMN for {pid}")
+            for proc in root.findall("bpmn:process", NS):
+                result[proc.get("id")] = text
+        return result
+
+    def process_bpmn(self, process_id: str | None = None) -> str:
+        """The BPMN text that defines `process_id` (default: this process); parsed once per version."""
+        pid = process_id or self.process_id
+        if pid not in self._bpmn_by_process:
+            raise DefinitionError(f"no BPMN for {pid}")
+        return self._bpmn_by_process[pid]
 
     @functools.cached_property
     def titles(self) -> dict[str, dict]:

@@ -453,10 +453,10 @@ class Engine:
             self._save(cmd)
         return self.task(task_id, to)
 
-    def withdraw(self, instance_id: int, username: str) -> dict:
+    def withdraw(self, instance_id, username: str) -> dict:
         with self.db.write() as session:
             actor = self._actor(session, username)
-            cmd = self._command(session, instance_id, actor, None)
+            cmd = self._command(session, _int(instance_id), actor, None)
             inst = cmd.instance
             if not self._can_see(session, inst, actor):
                 raise NotFound(f"instance {instance_id} not found")
@@ -738,11 +738,13 @@ class Engine:
             result = self._task_dict(row)
             result["form"] = parsed.forms.get(row.form)
             result["data"] = dict(inst.data or {})
-            if row.data_key and isinstance(result["data"].get(row.data_key), dict) and row.status == "open":
-                result["values"] = {}
-            elif row.status == "open" and not row.is_approval:
+            if row.status == "open" and not row.is_approval:
+                # a form step starts from what is already known (a revision starts from the submission);
+                # an approval always starts blank
                 props = (result["form"] or {}).get("properties", {})
-                result["values"] = {k: v for k, v in result["data"].items() if k in props}
+                source = result["data"].get(row.data_key) if row.data_key else result["data"]
+                source = source if isinstance(source, dict) else {}
+                result["values"] = {k: v for k, v in source.items() if k in props}
             result["instance_status"] = inst.status
             result["can_act"] = row.status == "open" and (
                 row.assignee_id == user.id or (row.assignee_id is None and self._is_candidate(session, row, user)))

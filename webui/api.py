@@ -112,7 +112,7 @@ def instance(instance_id):
 @bp.post("/instances/<instance_id>/withdraw")
 @authenticated
 def withdraw(instance_id):
-    return jsonify(engine().withdraw(_as_int(instance_id), g.username))
+    return jsonify(engine().withdraw(instance_id, g.username))
 
 
 @bp.get("/instances/<instance_id>/diagram.svg")
@@ -174,10 +174,3 @@ def delegate(task_id):
         raise ValidationFailed({"comment": "must be a string"})
     return jsonify(engine().delegate(task_id, g.username, body.get("to"), comment))
 
-
-def _as_int(value):
-    from engine.errors import NotFound
-    try:
-        return int(value)
-    except ValueError:
-        raise NotFound(f"instance {value} not found") from None
