@@ -53,7 +53,7 @@ class User(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     locale: Mapped[str | None] = mapped_column(String(10))
 
-    region: Mapped[Region | None] = relationship(lazy="joined")
+    region: Mapped[Region | None] = relationship(lazy="select")
     roles: Mapped[list["UserRole"]] = relationship(lazy="select", cascade="all, delete-orphan")
 
     @property
@@ -160,7 +160,7 @@ class HumanTask(Base):
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     instance: Mapped[ProcessInstance] = relationship(lazy="raise")
-    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="joined")
+    assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="select")
 
 
 class HumanTaskCandidate(Base):
@@ -200,4 +200,4 @@ class HistoryEvent(Base):
     task: Mapped[str | None] = mapped_column(String(120))
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
-    actor: Mapped[User | None] = relationship(lazy="joined")
+    actor: Mapped[User | None] = relationship(lazy="select")

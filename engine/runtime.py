@@ -14,6 +14,8 @@ from pathlib import Path
 from uuid import UUID
 
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
@@ -51,9 +53,8 @@ class Command:
     now: datetime
     history: list = field(default_factory=list)
     fired_timers: list = field(default_factory=list)  # timer event tasks completed during this command
-    participants: set | None = None  # user ids, loaded on first use
+    participants: set = field(default_factory=set)  # user ids taking part, written (if new) on save
     created_rows: dict = field(default_factory=dict)  # human task rows added by this command
-    new_instance: bool = False
     had_timers: bool = True  # whether the instance may have waiting timer rows
 
     def task_completed(self, task) -> None:
@@ -72,6 +73,8 @@ class Engine:
         self.definitions = DefinitionRegistry(WorkflowDirectory(self.workflows_dir))
         self.calendar = calendar or BusinessCalendar(self.workflows_dir / "calendar.json")
         self.script_engine = SalesflowScriptEngine(self.calendar, Services())
+        dialect_insert = sqlite_insert if db.is_sqlite else postgresql_insert
+        self._add_participants = dialect_insert(InstanceParticipant.__table__).on_conflict_do_nothing()
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> list[str]:
@@ -109,6 +112,10 @@ class Engine:
         cmd.instance.updated_at = cmd.now
         try:
             cmd.session.flush()
+            if cmd.participants:  # one statement; who is already there is left alone
+                cmd.session.execute(self._add_participants, [
+                    {"instance_id": cmd.instance.id, "user_id": uid} for uid in sorted(cmd.participants)])
+                cmd.participants.clear()
             self._write_history(cmd)
         except StaleDataError:
             raise Conflict("the instance was changed concurrently; try again") from None
@@ -296,19 +303,14 @@ class Engine:
         data.pop("data_objects", None)
         inst.data = _json_safe(data)
 
-    def _participate(self, cmd: Command, user_id: int) -> None:
-        if cmd.participants is None:
-            with cmd.session.no_autoflush:
-                cmd.participants = set() if cmd.new_instance else set(cmd.session.scalars(
-                    _PARTICIPANTS, {"instance_id": cmd.instance.id}))
-        if user_id not in cmd.participants:
-            cmd.participants.add(user_id)
-            cmd.session.add(InstanceParticipant(instance_id=cmd.instance.id, user_id=user_id))
+    @staticmethod
+    def _participate(cmd: Command, user_id: int) -> None:
+        cmd.participants.add(user_id)
 
     def _write_history(self, cmd: Command) -> None:
         """Append the command's history: one multi-row INSERT (the rows are never read back here)."""
         if cmd.history:
-            cmd.session.execute(insert(HistoryEvent), [
+            cmd.session.execute(_ADD_HISTORY, [
                 {"instance_id": cmd.instance.id, "at": cmd.now + timedelta(microseconds=offset),
                  "actor_id": actor.id if actor else None, "action": action, "task": task,
                  "detail": {k: v for k, v in detail.items() if v is not None}}
@@ -338,7 +340,7 @@ class Engine:
             inst.started_by, inst.subject = actor, subject
             session.add(inst)
             session.flush()
-            cmd = Command(session, inst, parsed, actor, now, new_instance=True, had_timers=False)
+            cmd = Command(session, inst, parsed, actor, now, had_timers=False)
             meta = {"submitter": subject.username, "started_by": actor.username,
                     "region": subject.region.code if subject.region else None}
             wf = BpmnWorkflow(parsed.spec, parsed.subprocess_specs, script_engine=self.script_engine)
@@ -365,11 +367,11 @@ class Engine:
             self._fresh(session, row)
             self._check_can_act(session, row, actor)
             wf = self._load(cmd)
-            # a due timer wins over the user (trap 3): fire it first, then look again
-            self._run(cmd, wf.refresh_timers)
-            self._run(cmd, wf.do_engine_steps, None, cmd.task_completed)
-            if cmd.fired_timers:
-                self._settle(cmd, wf)
+            if cmd.had_timers:  # a due timer wins over the user (trap 3): fire it first, then look again
+                self._run(cmd, wf.refresh_timers)
+                self._run(cmd, wf.do_engine_steps, None, cmd.task_completed)
+                if cmd.fired_timers:
+                    self._settle(cmd, wf)
             if row.status != "open":
                 expired = f"task {task_id} closed before your action: {row.title_en} is past its deadline"
             else:
@@ -700,7 +702,8 @@ class Engine:
                 stmt = stmt.where(ProcessInstance.status == status)
             rows = session.scalars(stmt.order_by(ProcessInstance.id.desc()).limit(limit).offset(offset)).all()
             open_tasks = self._open_tasks_by_instance(session, [r.id for r in rows])
-            return [self._instance_dict(session, r, with_history=False, tasks=open_tasks.get(r.id, []))
+            names = _usernames(session, {r.started_by_id for r in rows} | {r.subject_id for r in rows})
+            return [self._instance_dict(session, r, with_history=False, tasks=open_tasks.get(r.id, []), names=names)
                     for r in rows]
 
     def tasks(self, username: str, process_id: str | None = None, instance_id=None,
@@ -718,8 +721,8 @@ class Engine:
                 extra += " AND h.instance_id = :iid"
                 params["iid"] = _int(instance_id)
             ids = session.scalars(text(_INBOX_PAGE.format(extra=extra)), params).all()
-            rows = {r.id: r for r in session.scalars(_TASKS_BY_ID, {"ids": ids})} if ids else {}
-            tasks = [self._task_dict(rows[i]) for i in ids]
+            rows = {r.id: r for r in session.execute(_TASKS_BY_ID, {"ids": ids})} if ids else {}
+            tasks = [_task_dict(rows[i], rows[i].assignee) for i in ids]
             if not with_total:
                 return tasks
             if len(tasks) < limit:
@@ -735,7 +738,7 @@ class Engine:
                     or self._can_see(session, inst, user)):
                 raise NotFound(f"task {task_id} not found")
             parsed = self.definitions.get(session, inst.definition_id)
-            result = self._task_dict(row)
+            result = _task_dict(row, row.assignee.username if row.assignee else None)
             result["form"] = parsed.forms.get(row.form)
             result["data"] = dict(inst.data or {})
             if row.status == "open" and not row.is_approval:
@@ -773,40 +776,32 @@ class Engine:
         result: dict[int, list[dict]] = {}
         if not ids:
             return result
-        for row in session.scalars(_OPEN_TASKS_OF, {"ids": ids}):
-            result.setdefault(row.instance_id, []).append(self._task_dict(row))
+        for row in session.execute(_OPEN_TASKS_OF, {"ids": ids}):
+            result.setdefault(row.instance_id, []).append(_task_dict(row, row.assignee))
         return result
 
-    def _instance_dict(self, session, inst: ProcessInstance, *, with_history: bool, tasks=None) -> dict:
+    def _instance_dict(self, session, inst: ProcessInstance, *, with_history: bool, tasks=None,
+                       names: dict[int, str] | None = None) -> dict:
+        """The instance object. Read with Core rows, not ORM objects: this is on every command's path."""
         if tasks is None:
             tasks = self._open_tasks_by_instance(session, [inst.id]).get(inst.id, [])
+        if names is None:
+            names = _usernames(session, {inst.started_by_id, inst.subject_id})
         parsed = self.definitions.get(session, inst.definition_id)
         result = {
             "id": inst.id, "process_id": inst.process_id, "status": inst.status,
             "process_name": parsed.catalog.get("name", {}), "version": self.definitions.version_of(session, inst.definition_id),
-            "started_by": inst.started_by.username, "subject": inst.subject.username,
+            "started_by": names[inst.started_by_id], "subject": names[inst.subject_id],
             "data": dict(inst.data or {}), "tasks": tasks,
             "created_at": _iso(inst.created_at), "updated_at": _iso(inst.updated_at),
             "completed_at": _iso(inst.completed_at),
         }
         if with_history:
-            events = session.scalars(_HISTORY, {"instance_id": inst.id}).all()
+            events = session.execute(_HISTORY, {"instance_id": inst.id})
             titles = parsed.titles
-            result["history"] = [{"at": _iso(e.at), "actor": e.actor.username if e.actor else None,
-                                  "action": e.action, "task": e.task, "detail": e.detail or {},
-                                  "task_title": titles.get(e.task)} for e in events]
+            result["history"] = [{"at": _iso(e.at), "actor": e.actor, "action": e.action, "task": e.task,
+                                  "detail": e.detail or {}, "task_title": titles.get(e.task)} for e in events]
         return result
-
-    def _task_dict(self, row: HumanTask) -> dict:
-        now = clock.now()
-        return {
-            "id": row.id, "instance_id": row.instance_id, "process_id": row.process_id, "name": row.name,
-            "title": row.title, "title_en": row.title_en, "lane": row.lane,
-            "assignee": row.assignee.username if row.assignee else None, "status": row.status,
-            "due_at": _iso(row.due_at), "overdue": bool(row.status == "open" and row.due_at and row.due_at < now),
-            "created_at": _iso(row.created_at), "completed_at": _iso(row.completed_at),
-            "is_approval": row.is_approval,
-        }
 
 
 # Statements on every command's path, built once (building one costs more than running it on SQLite).
@@ -816,11 +811,25 @@ _INSTANCE_FOR_UPDATE_SKIP_LOCKED = _INSTANCE.with_for_update(of=ProcessInstance,
 _INSTANCE_TASKS = select(HumanTask).where(  # its open tasks, and rows of ids SpiffWorkflow reports ready
     HumanTask.instance_id == bindparam("instance_id"),
     (HumanTask.status == "open") | HumanTask.id.in_(bindparam("ids", expanding=True)))
-_PARTICIPANTS = select(InstanceParticipant.user_id).where(InstanceParticipant.instance_id == bindparam("instance_id"))
-_OPEN_TASKS_OF = select(HumanTask).where(HumanTask.instance_id.in_(bindparam("ids", expanding=True)),
-                                         HumanTask.status == "open").order_by(HumanTask.created_at)
-_HISTORY = select(HistoryEvent).where(HistoryEvent.instance_id == bindparam("instance_id")) \
-    .order_by(HistoryEvent.at, HistoryEvent.id)
+_ADD_HISTORY = insert(HistoryEvent.__table__)  # Core: one executemany whatever keys are None
+# Reads for responses: Core rows (no ORM identity map or object loading), usernames joined in.
+_TASK_TABLE, _USER_TABLE, _HISTORY_TABLE = HumanTask.__table__, User.__table__, HistoryEvent.__table__
+_ASSIGNEE = _USER_TABLE.alias("assignee")
+_TASK_ROWS = select(*(_TASK_TABLE.c[name] for name in (
+    "id", "instance_id", "process_id", "name", "title", "title_en", "lane", "status", "due_at", "created_at",
+    "completed_at", "is_approval")), _ASSIGNEE.c.username.label("assignee")) \
+    .outerjoin(_ASSIGNEE, _ASSIGNEE.c.id == _TASK_TABLE.c.assignee_id)
+_OPEN_TASKS_OF = _TASK_ROWS.where(_TASK_TABLE.c.instance_id.in_(bindparam("ids", expanding=True)),
+                                  _TASK_TABLE.c.status == "open").order_by(_TASK_TABLE.c.created_at)
+_TASKS_BY_ID = _TASK_ROWS.where(_TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+_ACTOR = _USER_TABLE.alias("actor")
+_HISTORY = select(_HISTORY_TABLE.c.at, _ACTOR.c.username.label("actor"), _HISTORY_TABLE.c.action,
+                  _HISTORY_TABLE.c.task, _HISTORY_TABLE.c.detail) \
+    .outerjoin(_ACTOR, _ACTOR.c.id == _HISTORY_TABLE.c.actor_id) \
+    .where(_HISTORY_TABLE.c.instance_id == bindparam("instance_id")) \
+    .order_by(_HISTORY_TABLE.c.at, _HISTORY_TABLE.c.id)
+_USERNAMES = select(_USER_TABLE.c.id, _USER_TABLE.c.username).where(
+    _USER_TABLE.c.id.in_(bindparam("ids", expanding=True)))
 
 # The inbox is the hottest read: two index-driven heads (ix_human_tasks_inbox for "assigned to me",
 # the candidates' user index for "claimable by me"), merged. Plain SQL, built once: an ORM union
@@ -840,7 +849,23 @@ _INBOX_COUNT = """SELECT
   (SELECT count(*) FROM human_tasks h WHERE h.assignee_id = :uid AND h.status = 'open'{extra}) +
   (SELECT count(*) FROM human_tasks h JOIN human_task_candidates c ON c.task_id = h.id
    WHERE c.user_id = :uid AND h.assignee_id IS NULL AND h.status = 'open'{extra})"""
-_TASKS_BY_ID = select(HumanTask).where(HumanTask.id.in_(bindparam("ids", expanding=True)))
+
+
+def _usernames(session, ids) -> dict[int, str]:
+    return dict(session.execute(_USERNAMES, {"ids": sorted(ids)}).all()) if ids else {}
+
+
+def _task_dict(row, assignee: str | None) -> dict:
+    """The task object of a human_tasks row (a Core row of _TASK_ROWS or an ORM row) and its assignee's username."""
+    now = clock.now()
+    return {
+        "id": row.id, "instance_id": row.instance_id, "process_id": row.process_id, "name": row.name,
+        "title": row.title, "title_en": row.title_en, "lane": row.lane,
+        "assignee": assignee, "status": row.status,
+        "due_at": _iso(row.due_at), "overdue": bool(row.status == "open" and row.due_at and row.due_at < now),
+        "created_at": _iso(row.created_at), "completed_at": _iso(row.completed_at),
+        "is_approval": row.is_approval,
+    }
 
 
 def _user_dict(user: User) -> dict:

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, insert, select
 
 from . import clock
 from .models import Budget, BudgetEntry, ProcessInstance, Region, User
@@ -21,23 +21,33 @@ def _period(value) -> str:
     return date.fromisoformat(str(value)[:10]).isoformat()[:7]
 
 
-def _region(session, code) -> Region:
-    region = session.scalar(select(Region).where(Region.code == code))
-    if region is None:
-        raise ValueError(f"unknown region {code!r}")
-    return region
+# Both budget statements run on an approval's path: built once, one round trip each.
+_SPENT = select(func.coalesce(func.sum(BudgetEntry.amount), 0)).where(
+    BudgetEntry.region_id == Region.id, BudgetEntry.category == bindparam("category"),
+    BudgetEntry.period == bindparam("period")).scalar_subquery()
+
+
+def _budget_of(period):
+    return select(Budget.amount).where(Budget.region_id == Region.id, Budget.category == bindparam("category"),
+                                       Budget.period == period).scalar_subquery()
+
+
+# the region's id and what is left of its budget: the month's own budget, else the standing
+# monthly one (period "*"), minus what approved claims booked against it
+_REMAINING = select(Region.id, func.coalesce(_budget_of(bindparam("period")), _budget_of("*"), 0) - _SPENT) \
+    .where(Region.code == bindparam("region"))
+_BOOK = insert(BudgetEntry)
+
+
+def _remaining(session, region_code: str, category: str, period: str) -> tuple[int, Decimal]:
+    row = session.execute(_REMAINING, {"region": region_code, "category": category, "period": period}).first()
+    if row is None:
+        raise ValueError(f"unknown region {region_code!r}")
+    return row[0], Decimal(str(row[1] or 0))
 
 
 def budget_remaining(session, region_code: str, category: str, period: str) -> Decimal:
-    region = _region(session, region_code)
-    budget = session.scalar(select(Budget.amount).where(
-        Budget.region_id == region.id, Budget.category == category, Budget.period == period))
-    if budget is None:  # the standing monthly budget, when no specific one is set for this month
-        budget = session.scalar(select(Budget.amount).where(
-            Budget.region_id == region.id, Budget.category == category, Budget.period == "*"))
-    spent = session.scalar(select(func.coalesce(func.sum(BudgetEntry.amount), 0)).where(
-        BudgetEntry.region_id == region.id, BudgetEntry.category == category, BudgetEntry.period == period))
-    return Decimal(budget or 0) - Decimal(spent or 0)
+    return _remaining(session, region_code, category, period)[1]
 
 
 class Services:
@@ -55,14 +65,12 @@ class Services:
     def op_budget_consume(self, cmd, region, category, incurred_on, amount):
         if not region:
             return {"booked": False}
-        reg = _region(cmd.session, region)
         period = _period(incurred_on)
-        cmd.session.add(BudgetEntry(region_id=reg.id, category=category, period=period,
-                                    amount=Decimal(str(amount)), instance_id=cmd.instance.id,
-                                    created_at=clock.now()))
-        cmd.session.flush()
-        return {"booked": True, "period": period,
-                "remaining": float(budget_remaining(cmd.session, region, category, period))}
+        region_id, remaining = _remaining(cmd.session, region, category, period)
+        booked = Decimal(str(amount))
+        cmd.session.execute(_BOOK, {"region_id": region_id, "category": category, "period": period,
+                                    "amount": booked, "instance_id": cmd.instance.id, "created_at": clock.now()})
+        return {"booked": True, "period": period, "remaining": float(remaining - booked)}
 
     # ---------------------------------------------------------------- generic
     def op_process_record(self, cmd, value):
