@@ -34,7 +34,8 @@ def normalize_url(url: str) -> str:
 
 
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False})
+    # LIFO: the most recently used connection (its statement and page caches warm) serves next
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_use_lifo=True)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):

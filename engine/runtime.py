@@ -43,6 +43,42 @@ MAX_SETTLE_ROUNDS = 50
 ACTOR = object()  # "the command's actor" in Command.record
 
 
+@dataclass(eq=False)
+class TaskRow:
+    """A human_tasks row as a command reads and writes it: plain Core rows, no ORM unit of work,
+    on the hottest path there is. A command keeps every row it touches in `Command.tasks` and
+    writes the new and changed ones when it saves."""
+    id: str
+    instance_id: int
+    process_id: str
+    name: str
+    title: str
+    title_en: str
+    lane: str | None
+    form: str | None
+    data_key: str | None
+    is_approval: bool
+    assignee_id: int | None
+    candidate_role: str | None
+    region_id: int | None
+    status: str
+    due_at: datetime | None
+    sort_due: datetime
+    created_at: datetime
+    completed_at: datetime | None
+    completed_by_id: int | None
+    new: bool = False  # not in the table yet: inserted on save
+    changed: bool = False  # status or assignee changed: updated on save
+
+    def update(self, **values) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
+        self.changed = True
+
+    def columns(self) -> dict:
+        return {name: getattr(self, name) for name in _TASK_COLUMNS}
+
+
 @dataclass
 class Command:
     """What one command works on; services reach it through `current_command`."""
@@ -54,7 +90,8 @@ class Command:
     history: list = field(default_factory=list)
     fired_timers: list = field(default_factory=list)  # timer event tasks completed during this command
     participants: set = field(default_factory=set)  # user ids taking part, written (if new) on save
-    created_rows: dict = field(default_factory=dict)  # human task rows added by this command
+    tasks: dict = field(default_factory=dict)  # task id -> TaskRow this command read or created
+    candidates: list = field(default_factory=list)  # (task id, user id) of new claim pools, written on save
     had_timers: bool = True  # whether the instance may have waiting timer rows
 
     def task_completed(self, task) -> None:
@@ -112,6 +149,7 @@ class Engine:
         cmd.instance.updated_at = cmd.now
         try:
             cmd.session.flush()
+            self._write_tasks(cmd)
             if cmd.participants:  # one statement; who is already there is left alone
                 cmd.session.execute(self._add_participants, [
                     {"instance_id": cmd.instance.id, "user_id": uid} for uid in sorted(cmd.participants)])
@@ -181,20 +219,21 @@ class Engine:
         """Mirror READY user tasks into human_tasks. Returns tasks to auto-approve."""
         session, inst = cmd.session, cmd.instance
         ready = {str(t.id): t for t in self._ready_user_tasks(wf)}
-        # no autoflush: rows changed in memory show their new status, rows added by this command
-        # (not yet in the database) come from cmd.created_rows
-        with session.no_autoflush:
-            rows = session.scalars(_INSTANCE_TASKS, {"instance_id": inst.id, "ids": list(ready)}).all()
-        open_rows = {row.id: row for row in rows if row.status == "open"}
-        open_rows.update({tid: row for tid, row in cmd.created_rows.items() if row.status == "open"})
-        reopened = {row.id for row in rows if row.status != "open" and row.id not in cmd.created_rows}
+        # the instance's open rows and the rows of ready ids; a row this command already holds
+        # is newer than the table (its changes are written on save)
+        with session.no_autoflush:  # human_tasks is written on save, never by the ORM
+            found_rows = session.execute(_INSTANCE_TASKS, {"instance_id": inst.id, "ids": list(ready)}).all()
+        for found in found_rows:
+            if found.id not in cmd.tasks:
+                cmd.tasks[found.id] = TaskRow(**found._mapping)
+        open_rows = {tid: row for tid, row in cmd.tasks.items() if row.status == "open"}
         for task_id, row in open_rows.items():
             if task_id in ready:
                 continue
             spiff_task = _find_task(wf, task_id)
-            row.status = "completed" if spiff_task is not None and spiff_task.state == TaskState.COMPLETED else "cancelled"
-            row.completed_at = cmd.now
-            if row.status == "cancelled":
+            status = "completed" if spiff_task is not None and spiff_task.state == TaskState.COMPLETED else "cancelled"
+            row.update(status=status, completed_at=cmd.now)
+            if status == "cancelled":
                 cmd.record("task_cancelled", row.name, actor=None)
         auto = []
         for task_id, task in ready.items():
@@ -208,27 +247,28 @@ class Engine:
             if owners.note:
                 cmd.record("routed", info.name, actor=None, reason=owners.note)
             due = self._due_at(task)
-            row = HumanTask(
+            old = cmd.tasks.get(task_id)
+            if old is not None and not old.new:
+                # a task reopened by a loop keeps its id in SpiffWorkflow: its row starts afresh
+                session.execute(_DELETE_CANDIDATES, {"task_id": task_id})
+                session.execute(_DELETE_TASK, {"task_id": task_id})
+            row = TaskRow(
                 id=task_id, instance_id=inst.id, process_id=inst.process_id, name=info.name, title=info.title,
                 title_en=info.title_en, lane=info.lane, form=info.form, data_key=info.data_key,
                 is_approval=info.is_approval, status="open", due_at=due, sort_due=due or NO_DUE_DATE, created_at=cmd.now,
                 candidate_role=(cmd.parsed.lanes.get(info.lane or "") or {}).get("role"), region_id=inst.region_id,
-                assignee_id=owners.users[0].id if len(owners.users) == 1 else None)
-            if task_id in reopened:  # a task reopened by a loop keeps its id in SpiffWorkflow
-                session.execute(delete(HumanTaskCandidate).where(HumanTaskCandidate.task_id == task_id))
-                session.execute(delete(HumanTask).where(HumanTask.id == task_id))
-            session.add(row)
-            cmd.created_rows[task_id] = row
+                assignee_id=owners.users[0].id if len(owners.users) == 1 else None, completed_at=None,
+                completed_by_id=None, new=True)
+            cmd.tasks[task_id] = row
             if len(owners.users) > 1:  # a pool to claim from; a single owner is simply the assignee
-                session.flush()  # the task row before its candidates
-                session.add_all(HumanTaskCandidate(task_id=task_id, user_id=u.id) for u in owners.users)
+                cmd.candidates.extend((task_id, u.id) for u in owners.users)
             for user in owners.users:
                 self._participate(cmd, user.id)
             only = owners.users[0] if len(owners.users) == 1 else None
             if info.is_approval and only is not None and only.id == inst.last_approver_id:
                 # the same person is not asked twice in a row: their previous approval stands
                 data = {"decision": "approve", "comment": "自动通过：与上一步审批人相同 (auto-approved: same approver as the previous step)"}
-                row.status, row.completed_at, row.completed_by_id = "completed", cmd.now, only.id
+                row.update(status="completed", completed_at=cmd.now, completed_by_id=only.id)
                 cmd.record("auto_approved", info.name, actor=only, **data)
                 auto.append((task, self._form_payload(info, data, only)))
             else:
@@ -307,6 +347,23 @@ class Engine:
     def _participate(cmd: Command, user_id: int) -> None:
         cmd.participants.add(user_id)
 
+    @staticmethod
+    def _write_tasks(cmd: Command) -> None:
+        """Insert the human task rows the command created (then their candidates), update the changed ones."""
+        new = [row for row in cmd.tasks.values() if row.new]
+        changed = [row for row in cmd.tasks.values() if row.changed and not row.new]
+        if new:
+            cmd.session.execute(_INSERT_TASK, [row.columns() for row in new])
+        if cmd.candidates:
+            cmd.session.execute(_INSERT_CANDIDATE, [{"task_id": t, "user_id": u} for t, u in cmd.candidates])
+        if changed:
+            cmd.session.execute(_UPDATE_TASK, [
+                {"_id": row.id, "status": row.status, "assignee_id": row.assignee_id,
+                 "completed_at": row.completed_at, "completed_by_id": row.completed_by_id} for row in changed])
+        for row in new + changed:
+            row.new = row.changed = False
+        cmd.candidates.clear()
+
     def _write_history(self, cmd: Command) -> None:
         """Append the command's history: one multi-row INSERT (the rows are never read back here)."""
         if cmd.history:
@@ -350,8 +407,7 @@ class Engine:
             cmd.record("started", None, subject=subject.username if subject.id != actor.id else None)
             self._settle(cmd, wf)
             if data and not start_form:
-                first = session.scalars(select(HumanTask).where(
-                    HumanTask.instance_id == inst.id, HumanTask.status == "open")).all()
+                first = [row for row in cmd.tasks.values() if row.status == "open"]
                 if len(first) != 1 or first[0].assignee_id != actor.id:
                     raise BadRequest("this process does not start with a task of yours; start it without data")
                 self._complete_loaded(cmd, wf, first[0], data)
@@ -364,7 +420,7 @@ class Engine:
             actor = self._actor(session, username)
             row = self._task_row(session, task_id)
             cmd = self._command(session, row.instance_id, actor, at)
-            self._fresh(session, row)
+            row = self._locked_task(cmd, row)
             self._check_can_act(session, row, actor)
             wf = self._load(cmd)
             if cmd.had_timers:  # a due timer wins over the user (trap 3): fire it first, then look again
@@ -382,7 +438,7 @@ class Engine:
             raise Conflict(expired)
         return {"instance": instance, "tasks": instance["tasks"]}
 
-    def _complete_loaded(self, cmd: Command, wf: BpmnWorkflow, row: HumanTask, data) -> None:
+    def _complete_loaded(self, cmd: Command, wf: BpmnWorkflow, row: TaskRow, data) -> None:
         info = next((i for i in cmd.parsed.tasks.values() if i.name == row.name), None)
         task = _find_task(wf, row.id)
         if task is None or task.state != TaskState.READY:
@@ -401,9 +457,8 @@ class Engine:
         else:
             cmd.instance.last_approver_id = None
             cmd.record("completed", row.name, **accepted)
-        row.status, row.completed_at, row.completed_by_id = "completed", cmd.now, cmd.actor.id
-        if row.assignee_id is None:
-            row.assignee_id = cmd.actor.id
+        row.update(status="completed", completed_at=cmd.now, completed_by_id=cmd.actor.id,
+                   assignee_id=row.assignee_id if row.assignee_id is not None else cmd.actor.id)
         self._participate(cmd, cmd.actor.id)
         self._run(cmd, self._run_task, task, self._form_payload(info, accepted, cmd.actor))
         self._settle(cmd, wf)
@@ -419,15 +474,15 @@ class Engine:
             actor = self._actor(session, username)
             row = self._task_row(session, task_id)
             cmd = self._command(session, row.instance_id, actor, None)
-            self._fresh(session, row)
+            row = self._locked_task(cmd, row)
             if row.status != "open":
                 raise Conflict(f"task {task_id} is already {row.status}")
             if row.assignee_id != actor.id and not self._is_candidate(session, row, actor):
                 raise Forbidden(f"task {task_id} is not yours to claim")
             if row.assignee_id not in (None, actor.id):
-                raise Conflict(f"task {task_id} is held by {row.assignee.username}")
+                raise Conflict(f"task {task_id} is held by {_username(session, row.assignee_id)}")
             if row.assignee_id is None:
-                row.assignee_id = actor.id
+                row.update(assignee_id=actor.id)
                 cmd.record("claimed", row.name)
                 self._save(cmd)
         return self.task(task_id, username)
@@ -437,7 +492,7 @@ class Engine:
             actor = self._actor(session, username)
             row = self._task_row(session, task_id)
             cmd = self._command(session, row.instance_id, actor, None)
-            self._fresh(session, row)
+            row = self._locked_task(cmd, row)
             self._check_can_act(session, row, actor)
             if not isinstance(to, str) or not to:
                 raise ValidationFailed({"to": "this field is required"})
@@ -448,8 +503,8 @@ class Engine:
                 raise ValidationFailed({"to": "the task is already yours"})
             if row.is_approval and target.id == cmd.instance.subject_id:
                 raise ValidationFailed({"to": "nobody approves their own request"})
-            row.assignee_id = target.id  # the task leaves any claim pool: it is the target's now
-            session.execute(delete(HumanTaskCandidate).where(HumanTaskCandidate.task_id == row.id))
+            row.update(assignee_id=target.id)  # the task leaves any claim pool: it is the target's now
+            session.execute(_DELETE_CANDIDATES, {"task_id": row.id})
             self._participate(cmd, target.id)
             cmd.record("delegated", row.name, **{"from": actor.username, "to": target.username, "comment": comment or None})
             self._save(cmd)
@@ -468,7 +523,8 @@ class Engine:
                 raise Conflict(f"instance {instance_id} is {inst.status}, not running")
             wf = self._load(cmd)
             self._run(cmd, wf.cancel)
-            session.execute(update(HumanTask).where(HumanTask.instance_id == inst.id, HumanTask.status == "open")
+            session.execute(update(_TASK_TABLE).where(_TASK_TABLE.c.instance_id == inst.id,
+                                                      _TASK_TABLE.c.status == "open")
                             .values(status="cancelled", completed_at=cmd.now))
             session.execute(update(Timer).where(Timer.instance_id == inst.id, Timer.status == "waiting")
                             .values(status="cancelled"))
@@ -533,13 +589,14 @@ class Engine:
         parsed = self.definitions.get(session, inst.definition_id)
         return Command(session, inst, parsed, actor, at or clock.now())
 
-    def _fresh(self, session, row) -> None:
-        """Re-read a row read before the instance lock. On SQLite the IMMEDIATE transaction
-        began before the read, so it is fresh already; on PostgreSQL another command may
-        have committed while we waited for the lock."""
+    def _locked_task(self, cmd: Command, row: TaskRow) -> TaskRow:
+        """The task row (read before the instance lock) as of the lock, held by the command from
+        now on. On SQLite the IMMEDIATE transaction began before that read, so it is fresh
+        already; on PostgreSQL another command may have committed while we waited: read again."""
         if not self.db.is_sqlite:
-            session.refresh(row)
-
+            row = self._task_row(cmd.session, row.id)
+        cmd.tasks[row.id] = row
+        return row
 
     def _actor(self, session, username: str) -> User:
         user = org.user_by_name(session, username)
@@ -547,16 +604,16 @@ class Engine:
             raise Unauthorized(f"unknown or inactive user {username!r}")
         return user
 
-    def _task_row(self, session, task_id: str) -> HumanTask:
-        row = session.get(HumanTask, str(task_id)) if _is_uuid(task_id) else None
-        if row is None:
+    def _task_row(self, session, task_id: str) -> TaskRow:
+        found = session.execute(_TASK_BY_ID, {"id": str(task_id)}).first() if _is_uuid(task_id) else None
+        if found is None:
             raise NotFound(f"task {task_id} not found")
-        return row
+        return TaskRow(**found._mapping)
 
-    def _is_candidate(self, session, row: HumanTask, user: User) -> bool:
-        return session.get(HumanTaskCandidate, (row.id, user.id)) is not None
+    def _is_candidate(self, session, row, user: User) -> bool:
+        return session.execute(_IS_CANDIDATE, {"task_id": row.id, "user_id": user.id}).first() is not None
 
-    def _check_can_act(self, session, row: HumanTask, actor: User) -> None:
+    def _check_can_act(self, session, row: TaskRow, actor: User) -> None:
         if row.status != "open":
             if not self._is_candidate(session, row, actor) and row.assignee_id != actor.id \
                     and not self._can_see(session, session.get(ProcessInstance, row.instance_id), actor):
@@ -567,7 +624,7 @@ class Engine:
         if row.assignee_id is None and self._is_candidate(session, row, actor):
             return
         if row.assignee_id is not None and self._is_candidate(session, row, actor):
-            raise Forbidden(f"task {row.id} is held by {row.assignee.username}")
+            raise Forbidden(f"task {row.id} is held by {_username(session, row.assignee_id)}")
         raise Forbidden(f"task {row.id} is not yours")
 
     def _may_start(self, session, parsed: ParsedDefinition, user: User) -> bool:
@@ -722,7 +779,7 @@ class Engine:
                 params["iid"] = _int(instance_id)
             ids = session.scalars(text(_INBOX_PAGE.format(extra=extra)), params).all()
             rows = {r.id: r for r in session.execute(_TASKS_BY_ID, {"ids": ids})} if ids else {}
-            tasks = [_task_dict(rows[i], rows[i].assignee) for i in ids]
+            tasks = [_task_dict(rows[i]) for i in ids]
             if not with_total:
                 return tasks
             if len(tasks) < limit:
@@ -732,13 +789,15 @@ class Engine:
     def task(self, task_id: str, username: str) -> dict:
         with self.db.read() as session:
             user = self._actor(session, username)
-            row = self._task_row(session, task_id)
+            row = session.execute(_TASKS_BY_ID, {"ids": [str(task_id)]}).first() if _is_uuid(task_id) else None
+            if row is None:
+                raise NotFound(f"task {task_id} not found")
             inst = session.get(ProcessInstance, row.instance_id)
             if not (row.assignee_id == user.id or self._is_candidate(session, row, user)
                     or self._can_see(session, inst, user)):
                 raise NotFound(f"task {task_id} not found")
             parsed = self.definitions.get(session, inst.definition_id)
-            result = _task_dict(row, row.assignee.username if row.assignee else None)
+            result = _task_dict(row)
             result["form"] = parsed.forms.get(row.form)
             result["data"] = dict(inst.data or {})
             if row.status == "open" and not row.is_approval:
@@ -777,7 +836,7 @@ class Engine:
         if not ids:
             return result
         for row in session.execute(_OPEN_TASKS_OF, {"ids": ids}):
-            result.setdefault(row.instance_id, []).append(_task_dict(row, row.assignee))
+            result.setdefault(row.instance_id, []).append(_task_dict(row))
         return result
 
     def _instance_dict(self, session, inst: ProcessInstance, *, with_history: bool, tasks=None,
@@ -808,16 +867,24 @@ class Engine:
 _INSTANCE = select(ProcessInstance).where(ProcessInstance.id == bindparam("id"))
 _INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update(of=ProcessInstance)
 _INSTANCE_FOR_UPDATE_SKIP_LOCKED = _INSTANCE.with_for_update(of=ProcessInstance, skip_locked=True)
-_INSTANCE_TASKS = select(HumanTask).where(  # its open tasks, and rows of ids SpiffWorkflow reports ready
-    HumanTask.instance_id == bindparam("instance_id"),
-    (HumanTask.status == "open") | HumanTask.id.in_(bindparam("ids", expanding=True)))
+_TASK_TABLE, _USER_TABLE, _HISTORY_TABLE = HumanTask.__table__, User.__table__, HistoryEvent.__table__
+_CANDIDATE_TABLE = HumanTaskCandidate.__table__
+_TASK_COLUMNS = tuple(column.name for column in _TASK_TABLE.columns)
+_TASK_BY_ID = select(_TASK_TABLE).where(_TASK_TABLE.c.id == bindparam("id"))
+_INSTANCE_TASKS = select(_TASK_TABLE).where(  # its open tasks, and rows of ids SpiffWorkflow reports ready
+    _TASK_TABLE.c.instance_id == bindparam("instance_id"),
+    (_TASK_TABLE.c.status == "open") | _TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+_INSERT_TASK = insert(_TASK_TABLE)
+_UPDATE_TASK = update(_TASK_TABLE).where(_TASK_TABLE.c.id == bindparam("_id"))
+_DELETE_TASK = delete(_TASK_TABLE).where(_TASK_TABLE.c.id == bindparam("task_id"))
+_INSERT_CANDIDATE = insert(_CANDIDATE_TABLE)
+_DELETE_CANDIDATES = delete(_CANDIDATE_TABLE).where(_CANDIDATE_TABLE.c.task_id == bindparam("task_id"))
+_IS_CANDIDATE = select(_CANDIDATE_TABLE.c.task_id).where(
+    _CANDIDATE_TABLE.c.task_id == bindparam("task_id"), _CANDIDATE_TABLE.c.user_id == bindparam("user_id"))
 _ADD_HISTORY = insert(HistoryEvent.__table__)  # Core: one executemany whatever keys are None
 # Reads for responses: Core rows (no ORM identity map or object loading), usernames joined in.
-_TASK_TABLE, _USER_TABLE, _HISTORY_TABLE = HumanTask.__table__, User.__table__, HistoryEvent.__table__
 _ASSIGNEE = _USER_TABLE.alias("assignee")
-_TASK_ROWS = select(*(_TASK_TABLE.c[name] for name in (
-    "id", "instance_id", "process_id", "name", "title", "title_en", "lane", "status", "due_at", "created_at",
-    "completed_at", "is_approval")), _ASSIGNEE.c.username.label("assignee")) \
+_TASK_ROWS = select(_TASK_TABLE, _ASSIGNEE.c.username.label("assignee")) \
     .outerjoin(_ASSIGNEE, _ASSIGNEE.c.id == _TASK_TABLE.c.assignee_id)
 _OPEN_TASKS_OF = _TASK_ROWS.where(_TASK_TABLE.c.instance_id.in_(bindparam("ids", expanding=True)),
                                   _TASK_TABLE.c.status == "open").order_by(_TASK_TABLE.c.created_at)
@@ -851,17 +918,21 @@ _INBOX_COUNT = """SELECT
    WHERE c.user_id = :uid AND h.assignee_id IS NULL AND h.status = 'open'{extra})"""
 
 
+def _username(session, user_id: int | None) -> str | None:
+    return _usernames(session, {user_id}).get(user_id) if user_id is not None else None
+
+
 def _usernames(session, ids) -> dict[int, str]:
     return dict(session.execute(_USERNAMES, {"ids": sorted(ids)}).all()) if ids else {}
 
 
-def _task_dict(row, assignee: str | None) -> dict:
-    """The task object of a human_tasks row (a Core row of _TASK_ROWS or an ORM row) and its assignee's username."""
+def _task_dict(row) -> dict:
+    """The task object of a _TASK_ROWS row (a human_tasks row, its assignee's username joined in)."""
     now = clock.now()
     return {
         "id": row.id, "instance_id": row.instance_id, "process_id": row.process_id, "name": row.name,
         "title": row.title, "title_en": row.title_en, "lane": row.lane,
-        "assignee": assignee, "status": row.status,
+        "assignee": row.assignee, "status": row.status,
         "due_at": _iso(row.due_at), "overdue": bool(row.status == "open" and row.due_at and row.due_at < now),
         "created_at": _iso(row.created_at), "completed_at": _iso(row.completed_at),
         "is_approval": row.is_approval,

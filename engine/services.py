@@ -55,7 +55,11 @@ class Services:
         handler = getattr(self, "op_" + operation.replace(".", "_"), None)
         if handler is None:
             raise ValueError(f"unknown service operation {operation!r}")
-        return handler(current_command.get(), **params)
+        cmd = current_command.get()
+        # no autoflush: operations read tables the command writes directly (budgets), or other
+        # instances; this command's own pending changes are written once, when it saves
+        with cmd.session.no_autoflush:
+            return handler(cmd, **params)
 
     def op_budget_remaining(self, cmd, region, category, incurred_on):
         if not region:
