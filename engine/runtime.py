@@ -16,7 +16,6 @@ from uuid import UUID
 from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm.exc import StaleDataError
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
 from SpiffWorkflow.bpmn.specs.defaults import EndEvent
 from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
@@ -79,11 +78,32 @@ class TaskRow:
         return {name: getattr(self, name) for name in _TASK_COLUMNS}
 
 
+@dataclass(eq=False)
+class InstanceRow:
+    """A process_instances row as a command holds it (Core, like TaskRow). Saved with one UPDATE
+    that checks and bumps lock_version: a concurrent change makes the command fail whole."""
+    id: int
+    definition_id: int
+    process_id: str
+    status: str
+    started_by_id: int
+    subject_id: int
+    region_id: int | None
+    data: dict
+    state: str
+    lock_version: int
+    return_count: int
+    last_approver_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
 @dataclass
 class Command:
     """What one command works on; services reach it through `current_command`."""
     session: object
-    instance: ProcessInstance
+    instance: InstanceRow
     parsed: ParsedDefinition
     actor: User | None
     now: datetime
@@ -97,6 +117,11 @@ class Command:
     def task_completed(self, task) -> None:
         if _is_timer(task):
             self.fired_timers.append(task)
+
+    @property
+    def subject(self) -> User:
+        """The person the instance is about (from the session's identity map after the first use)."""
+        return self.session.get(User, self.instance.subject_id)
 
     def record(self, action: str, task: str | None = None, actor=ACTOR, **detail):
         """Queue a history event; actor defaults to whoever runs the command, None means the system."""
@@ -128,12 +153,19 @@ class Engine:
         return names
 
     # --------------------------------------------------------------- loading
-    def _lock(self, session, instance_id: int) -> ProcessInstance:
-        stmt = _INSTANCE if self.db.is_sqlite else _INSTANCE_FOR_UPDATE
-        instance = session.scalar(stmt, {"id": instance_id})
-        if instance is None:
+    def _lock(self, session, instance_id: int, *, skip_locked: bool = False) -> InstanceRow | None:
+        """The instance row, locked for this transaction: FOR UPDATE on PostgreSQL (with skip_locked,
+        None when another transaction holds it); on SQLite the IMMEDIATE transaction is the lock."""
+        if self.db.is_sqlite:
+            stmt = _INSTANCE
+        else:
+            stmt = _INSTANCE_FOR_UPDATE_SKIP_LOCKED if skip_locked else _INSTANCE_FOR_UPDATE
+        found = session.execute(stmt, {"id": instance_id}).first()
+        if found is None:
+            if skip_locked:
+                return None
             raise NotFound(f"instance {instance_id} not found")
-        return instance
+        return InstanceRow(**found._mapping)
 
     def _load(self, cmd: Command) -> BpmnWorkflow:
         wf = serializer.loads(cmd.instance.state, cmd.parsed.spec, cmd.parsed.subprocess_specs)
@@ -142,21 +174,24 @@ class Engine:
         return wf
 
     def _save(self, cmd: Command, wf: BpmnWorkflow | None = None) -> None:
-        """Write the state (when the workflow changed) and the history in one flush; the
-        instance UPDATE carries the lock_version check (models.ProcessInstance)."""
+        """Write the instance (its state too when the workflow changed), its task rows, participants,
+        timers and history. The instance UPDATE checks and bumps lock_version."""
+        inst = cmd.instance
+        values = {"_id": inst.id, "_version": inst.lock_version, "lock_version": inst.lock_version + 1,
+                  "status": inst.status, "data": inst.data, "return_count": inst.return_count,
+                  "last_approver_id": inst.last_approver_id, "updated_at": cmd.now, "completed_at": inst.completed_at}
         if wf is not None:
-            cmd.instance.state = serializer.dumps(wf)
-        cmd.instance.updated_at = cmd.now
-        try:
-            cmd.session.flush()
-            self._write_tasks(cmd)
-            if cmd.participants:  # one statement; who is already there is left alone
-                cmd.session.execute(self._add_participants, [
-                    {"instance_id": cmd.instance.id, "user_id": uid} for uid in sorted(cmd.participants)])
-                cmd.participants.clear()
-            self._write_history(cmd)
-        except StaleDataError:
-            raise Conflict("the instance was changed concurrently; try again") from None
+            values["state"] = inst.state = serializer.dumps(wf)
+        if cmd.session.execute(_UPDATE_INSTANCE, values).rowcount != 1:
+            raise Conflict("the instance was changed concurrently; try again")
+        inst.lock_version, inst.updated_at = inst.lock_version + 1, cmd.now
+        cmd.session.flush()  # timer rows (ORM)
+        self._write_tasks(cmd)
+        if cmd.participants:  # one statement; who is already there is left alone
+            cmd.session.execute(self._add_participants, [
+                {"instance_id": inst.id, "user_id": uid} for uid in sorted(cmd.participants)])
+            cmd.participants.clear()
+        self._write_history(cmd)
 
     # ------------------------------------------------------------ execution
     def _run(self, cmd: Command, fn, *args):
@@ -243,7 +278,7 @@ class Engine:
             if info is None:
                 raise ProcessError(f"task {task.task_spec.name} has no form definition")
             with session.no_autoflush:  # reads the org chart only
-                owners = org.resolve_lane(session, cmd.parsed.lanes, info.lane, inst.subject, approval=info.is_approval)
+                owners = org.resolve_lane(session, cmd.parsed.lanes, info.lane, cmd.subject, approval=info.is_approval)
             if owners.note:
                 cmd.record("routed", info.name, actor=None, reason=owners.note)
             due = self._due_at(task)
@@ -308,7 +343,7 @@ class Engine:
             row.status, row.fired_at = "fired", cmd.now
             cmd.record("timer_fired", row.name, actor=None, title=row.title, due_at=_iso(row.due_at))
             if event.get("notify"):
-                owners = org.resolve_lane(session, cmd.parsed.lanes, event["notify"], inst.subject, approval=False)
+                owners = org.resolve_lane(session, cmd.parsed.lanes, event["notify"], cmd.subject, approval=False)
                 for user in owners.users:
                     self._participate(cmd, user.id)
                 cmd.record("notified", row.name, actor=None, to=[u.username for u in owners.users],
@@ -390,13 +425,12 @@ class Engine:
             initial = validate_form(parsed.forms[start_form], data or {}) if start_form else {}
             subject = self._subject(session, parsed, actor, initial)
             now = at or clock.now()
-            inst = ProcessInstance(
-                definition_id=definition_id, process_id=process_id, status="running", started_by_id=actor.id,
-                subject_id=subject.id, region_id=subject.region_id, data={}, state="",
-                return_count=0, created_at=now, updated_at=now)
-            inst.started_by, inst.subject = actor, subject
-            session.add(inst)
-            session.flush()
+            inst = InstanceRow(
+                id=0, definition_id=definition_id, process_id=process_id, status="running", started_by_id=actor.id,
+                subject_id=subject.id, region_id=subject.region_id, data={}, state="", lock_version=0,
+                return_count=0, last_approver_id=None, created_at=now, updated_at=now, completed_at=None)
+            inserted = {k: v for k, v in vars(inst).items() if k != "id"}
+            inst.id = session.execute(_INSERT_INSTANCE, inserted).inserted_primary_key[0]
             cmd = Command(session, inst, parsed, actor, now, had_timers=False)
             meta = {"submitter": subject.username, "started_by": actor.username,
                     "region": subject.region.code if subject.region else None}
@@ -558,10 +592,7 @@ class Engine:
         On PostgreSQL an instance another worker or a user's command holds is skipped, not waited
         for: whoever holds it fires its due timers (a command fires due timers before acting)."""
         with self.db.write() as session:
-            if self.db.is_sqlite:
-                inst = session.scalar(_INSTANCE, {"id": instance_id})
-            else:
-                inst = session.scalar(_INSTANCE_FOR_UPDATE_SKIP_LOCKED, {"id": instance_id})
+            inst = self._lock(session, instance_id, skip_locked=True)
             if inst is None:
                 return None
             timer = session.scalar(select(Timer).where(Timer.id == timer_id, Timer.status == "waiting")
@@ -864,9 +895,13 @@ class Engine:
 
 
 # Statements on every command's path, built once (building one costs more than running it on SQLite).
-_INSTANCE = select(ProcessInstance).where(ProcessInstance.id == bindparam("id"))
-_INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update(of=ProcessInstance)
-_INSTANCE_FOR_UPDATE_SKIP_LOCKED = _INSTANCE.with_for_update(of=ProcessInstance, skip_locked=True)
+_INSTANCE_TABLE = ProcessInstance.__table__
+_INSTANCE = select(_INSTANCE_TABLE).where(_INSTANCE_TABLE.c.id == bindparam("id"))
+_INSTANCE_FOR_UPDATE = _INSTANCE.with_for_update()
+_INSTANCE_FOR_UPDATE_SKIP_LOCKED = _INSTANCE.with_for_update(skip_locked=True)
+_INSERT_INSTANCE = insert(_INSTANCE_TABLE)
+_UPDATE_INSTANCE = update(_INSTANCE_TABLE).where(_INSTANCE_TABLE.c.id == bindparam("_id"),
+                                                 _INSTANCE_TABLE.c.lock_version == bindparam("_version"))
 _TASK_TABLE, _USER_TABLE, _HISTORY_TABLE = HumanTask.__table__, User.__table__, HistoryEvent.__table__
 _CANDIDATE_TABLE = HumanTaskCandidate.__table__
 _TASK_COLUMNS = tuple(column.name for column in _TASK_TABLE.columns)

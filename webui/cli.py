@@ -1,6 +1,7 @@
 """The `salesflow` command."""
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import signal
@@ -91,7 +92,12 @@ def serve(host, port, demo, workers, threads):
             self.cfg.set("timeout", 60)
 
         def load(self):
-            return create_app(setup=False)
+            app = create_app(setup=False)
+            # what the app loaded (Flask, SQLAlchemy, SpiffWorkflow) lives as long as the worker:
+            # keep it out of the garbage collector's full passes
+            gc.collect()
+            gc.freeze()
+            return app
 
     click.echo(f"SalesFlow on http://{host}:{port}/", err=True)
     Server().run()

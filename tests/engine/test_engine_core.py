@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
 
 from engine.definitions import DefinitionError, WorkflowDirectory, parse_bundle
 from engine.demo import seed_demo
-from engine.errors import ProcessError, ValidationFailed
+from engine.errors import Conflict, ProcessError, ValidationFailed
 from engine.expressions import ExpressionError, RestrictedEnvironment
 from engine.calendar import BusinessCalendar
 from engine.models import HistoryEvent, HumanTask, ProcessDefinition, ProcessInstance
@@ -64,6 +64,30 @@ def test_a_failing_expression_rolls_the_whole_command_back(database, workflows):
     assert snapshot(eng, inst["id"]) == before  # state, version, tasks and history untouched
     # the task is still open and dave still sees it
     assert [t["id"] for t in eng.tasks("dave")] == [task["id"]]
+
+
+def test_an_instance_changed_behind_the_command_is_a_conflict_and_nothing_is_written(database, workflows, monkeypatch):
+    """The instance UPDATE checks lock_version: a write that slipped past the lock (simulated here
+    by bumping the version inside the command) makes the command fail whole, with 409."""
+    eng = make_engine(database, workflows)
+    inst = eng.start("expense_approval", "alice", CLAIM)
+    task = inst["tasks"][0]
+    before = snapshot(eng, inst["id"])
+    load = Engine._load
+
+    def load_then_bump(self, cmd):
+        cmd.session.execute(text("UPDATE process_instances SET lock_version = lock_version + 1 WHERE id = :id"),
+                            {"id": cmd.instance.id})
+        return load(self, cmd)
+
+    monkeypatch.setattr(Engine, "_load", load_then_bump)
+    with pytest.raises(Conflict):
+        eng.complete(task["id"], "dave", APPROVE)
+    assert snapshot(eng, inst["id"]) == before  # the bump rolled back with everything else
+    monkeypatch.setattr(Engine, "_load", load)
+    assert eng.complete(task["id"], "dave", APPROVE)["tasks"][0]["name"] == "finance_approval"
+    state, version, *_ = snapshot(eng, inst["id"])
+    assert version == before[1] + 1
 
 
 def test_instances_stay_on_the_version_they_started_with(database, workflows):
