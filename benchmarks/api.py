@@ -8,8 +8,9 @@
 2. Run --claims expense claims through every approval, one client, timing each call:
    start, task detail, inbox listing, complete.
 3. Time the inbox listing of a manager whose inbox holds thousands of tasks.
-Prints p50/p95/max per call type and claims completed per second.
-Targets (SQLite, one client): complete p50 <= 10 ms, p95 <= 25 ms; inbox p95 <= 15 ms.
+Prints p50/p95/max per call type and claims completed per second, then each target
+(SQLite, one client: complete p50 <= 10 ms, p95 <= 25 ms; inbox p95 <= 15 ms) and whether
+it was met; exits 1 when one was not.
 """
 from __future__ import annotations
 
@@ -146,13 +147,30 @@ def inbox_only(client: Client, repeat: int) -> None:
         client.call("inbox, user with few tasks", "GET", "alice", "/tasks")
 
 
-def report(client: Client) -> None:
+# (call, percentile, limit in ms): the targets of the foundation issue (SQLite, one client)
+TARGETS = [("complete", "p50", 10.0), ("complete", "p95", 25.0),
+           ("inbox (first page)", "p95", 15.0), ("inbox, manager with thousands of tasks", "p95", 15.0)]
+
+
+def report(client: Client) -> bool:
+    """Print the table and the targets; True when every target is met."""
     print(f"{'call':42} {'n':>6} {'p50 ms':>8} {'p95 ms':>8} {'max ms':>8}")
+    measured = {}
     for kind, values in client.timings.items():
         values = sorted(values)
         p50 = statistics.median(values) * 1000
         p95 = values[max(0, int(len(values) * 0.95) - 1)] * 1000
+        measured[kind] = {"p50": p50, "p95": p95}
         print(f"{kind:42} {len(values):6d} {p50:8.1f} {p95:8.1f} {values[-1] * 1000:8.1f}")
+    print()
+    met = True
+    for kind, which, limit in TARGETS:
+        value = measured.get(kind, {}).get(which)
+        ok = value is not None and value <= limit
+        met &= ok
+        shown = f"{value:.1f}" if value is not None else "not measured"
+        print(f"target {kind} {which} <= {limit:g} ms: {shown} {'met' if ok else 'NOT MET'}")
+    return met
 
 
 def main() -> int:
@@ -172,8 +190,7 @@ def main() -> int:
         return 2
     print(f"\n{args.claims} claims through all approvals in {elapsed:.1f}s: {args.claims / elapsed:.1f} claims/s "
           f"(one client; open tasks in the database: {open_task_count(client)})\n")
-    report(client)
-    return 0
+    return 0 if report(client) else 1
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 

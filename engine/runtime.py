@@ -13,7 +13,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from uuid import UUID
 
-from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
@@ -283,10 +283,11 @@ class Engine:
                 cmd.record("routed", info.name, actor=None, reason=owners.note)
             due = self._due_at(task)
             old = cmd.tasks.get(task_id)
-            if old is not None and not old.new:
-                # a task reopened by a loop keeps its id in SpiffWorkflow: its row starts afresh
-                session.execute(_DELETE_CANDIDATES, {"task_id": task_id})
-                session.execute(_DELETE_TASK, {"task_id": task_id})
+            if old is not None:  # a task reopened by a loop keeps its id in SpiffWorkflow: its row starts afresh
+                cmd.candidates = [(t, u) for t, u in cmd.candidates if t != task_id]
+                if not old.new:
+                    session.execute(_DELETE_CANDIDATES, {"task_id": task_id})
+                    session.execute(_DELETE_TASK, {"task_id": task_id})
             row = TaskRow(
                 id=task_id, instance_id=inst.id, process_id=inst.process_id, name=info.name, title=info.title,
                 title_en=info.title_en, lane=info.lane, form=info.form, data_key=info.data_key,
