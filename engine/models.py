@@ -124,7 +124,8 @@ class ProcessInstance(Base):
     started_by: Mapped[User] = relationship(foreign_keys=[started_by_id], lazy="select")
     subject: Mapped[User] = relationship(foreign_keys=[subject_id], lazy="select")
 
-    # optimistic lock: every UPDATE checks and bumps lock_version (StaleDataError when it changed)
+    # optimistic lock: every UPDATE checks and bumps lock_version. Commands write the row with a
+    # Core UPDATE that does so (runtime._UPDATE_INSTANCE); an ORM write would (StaleDataError)
     __mapper_args__ = {"version_id_col": lock_version}
 
 
