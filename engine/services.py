@@ -21,22 +21,24 @@ def _period(value) -> str:
     return date.fromisoformat(str(value)[:10]).isoformat()[:7]
 
 
-# Both budget statements run on an approval's path: built once, one round trip each.
-_SPENT = select(func.coalesce(func.sum(BudgetEntry.amount), 0)).where(
-    BudgetEntry.region_id == Region.id, BudgetEntry.category == bindparam("category"),
-    BudgetEntry.period == bindparam("period")).scalar_subquery()
+# Both budget statements run on an approval's path: Core, built once, one round trip each.
+_REGIONS, _BUDGETS, _ENTRIES = Region.__table__, Budget.__table__, BudgetEntry.__table__
+_SPENT = select(func.coalesce(func.sum(_ENTRIES.c.amount), 0)).where(
+    _ENTRIES.c.region_id == _REGIONS.c.id, _ENTRIES.c.category == bindparam("category"),
+    _ENTRIES.c.period == bindparam("period")).scalar_subquery()
 
 
 def _budget_of(period):
-    return select(Budget.amount).where(Budget.region_id == Region.id, Budget.category == bindparam("category"),
-                                       Budget.period == period).scalar_subquery()
+    return select(_BUDGETS.c.amount).where(_BUDGETS.c.region_id == _REGIONS.c.id,
+                                           _BUDGETS.c.category == bindparam("category"),
+                                           _BUDGETS.c.period == period).scalar_subquery()
 
 
 # the region's id and what is left of its budget: the month's own budget, else the standing
 # monthly one (period "*"), minus what approved claims booked against it
-_REMAINING = select(Region.id, func.coalesce(_budget_of(bindparam("period")), _budget_of("*"), 0) - _SPENT) \
-    .where(Region.code == bindparam("region"))
-_BOOK = insert(BudgetEntry)
+_REMAINING = select(_REGIONS.c.id, func.coalesce(_budget_of(bindparam("period")), _budget_of("*"), 0) - _SPENT) \
+    .where(_REGIONS.c.code == bindparam("region"))
+_BOOK = insert(_ENTRIES)
 
 
 def _remaining(session, region_code: str, category: str, period: str) -> tuple[int, Decimal]:

@@ -1,6 +1,8 @@
 """The salesflow command: exit codes and messages."""
 from __future__ import annotations
 
+import logging
+
 import pytest
 from click.testing import CliRunner
 
@@ -40,3 +42,29 @@ def test_unreachable_database_is_a_clear_error(monkeypatch, tmp_path):
     result = CliRunner().invoke(main, ["seed-demo"])
     assert result.exit_code == 1
     assert "cannot open the database" in result.output and "secret" not in result.output
+
+
+@pytest.fixture
+def spiff_logger():
+    logger = logging.getLogger("spiff")
+    yield logger
+    logger.setLevel(logging.NOTSET)
+
+
+def test_spiffworkflow_state_changes_are_not_logged_by_default(env, spiff_logger, monkeypatch):
+    """SpiffWorkflow logs every task state change at INFO; the server would write a dozen lines per command."""
+    monkeypatch.delenv("SALESFLOW_LOG_LEVEL", raising=False)
+    assert CliRunner().invoke(main, ["timers", "run"]).exit_code == 0
+    assert not logging.getLogger("spiff.task").isEnabledFor(logging.INFO)
+    assert logging.getLogger("spiff.task").isEnabledFor(logging.WARNING)
+    monkeypatch.setenv("SALESFLOW_LOG_LEVEL", "debug")
+    spiff_logger.setLevel(logging.NOTSET)
+    assert CliRunner().invoke(main, ["timers", "run"]).exit_code == 0
+    assert logging.getLogger("spiff").level == logging.NOTSET  # DEBUG leaves it to the root level
+
+
+def test_a_bad_log_level_is_a_clear_error(env, monkeypatch):
+    monkeypatch.setenv("SALESFLOW_LOG_LEVEL", "loud")
+    result = CliRunner().invoke(main, ["timers", "run"])
+    assert result.exit_code == 1
+    assert "SALESFLOW_LOG_LEVEL" in result.output and "not a log level" in result.output

@@ -59,9 +59,15 @@ def _parse_at(value: str | None) -> datetime | None:
 @click.group()
 def main():
     """SalesFlow: workflows and approvals for the sales organisation."""
-    logging.basicConfig(level=os.environ.get("SALESFLOW_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = os.environ.get("SALESFLOW_LOG_LEVEL", "INFO").upper()
+    if level not in logging.getLevelNamesMapping():
+        raise click.ClickException(f"SALESFLOW_LOG_LEVEL={level!r} is not a log level (DEBUG, INFO, WARNING, ERROR)")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
+    # SpiffWorkflow logs every task state change at INFO: a dozen lines per command, written on
+    # the request's path. Its warnings and errors still show; SALESFLOW_LOG_LEVEL=DEBUG shows all.
+    if level != "DEBUG":
+        logging.getLogger("spiff").setLevel(logging.WARNING)
 
 
 @main.command()
