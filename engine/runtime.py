@@ -871,7 +871,7 @@ class Engine:
             result.setdefault(row.instance_id, []).append(_task_dict(row))
         return result
 
-    def _instance_dict(self, session, inst: ProcessInstance, *, with_history: bool, tasks=None,
+    def _instance_dict(self, session, inst: ProcessInstance | InstanceRow, *, with_history: bool, tasks=None,
                        names: dict[int, str] | None = None) -> dict:
         """The instance object. Read with Core rows, not ORM objects: this is on every command's path."""
         if tasks is None:
@@ -917,7 +917,7 @@ _INSERT_CANDIDATE = insert(_CANDIDATE_TABLE)
 _DELETE_CANDIDATES = delete(_CANDIDATE_TABLE).where(_CANDIDATE_TABLE.c.task_id == bindparam("task_id"))
 _IS_CANDIDATE = select(_CANDIDATE_TABLE.c.task_id).where(
     _CANDIDATE_TABLE.c.task_id == bindparam("task_id"), _CANDIDATE_TABLE.c.user_id == bindparam("user_id"))
-_ADD_HISTORY = insert(HistoryEvent.__table__)  # Core: one executemany whatever keys are None
+_ADD_HISTORY = insert(_HISTORY_TABLE)  # one executemany, whichever keys are None
 # Reads for responses: Core rows (no ORM identity map or object loading), usernames joined in.
 _ASSIGNEE = _USER_TABLE.alias("assignee")
 _TASK_ROWS = select(_TASK_TABLE, _ASSIGNEE.c.username.label("assignee")) \

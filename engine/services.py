@@ -42,14 +42,11 @@ _BOOK = insert(_ENTRIES)
 
 
 def _remaining(session, region_code: str, category: str, period: str) -> tuple[int, Decimal]:
+    """(region id, budget left) for a region code, category and YYYY-MM period."""
     row = session.execute(_REMAINING, {"region": region_code, "category": category, "period": period}).first()
     if row is None:
         raise ValueError(f"unknown region {region_code!r}")
     return row[0], Decimal(str(row[1] or 0))
-
-
-def budget_remaining(session, region_code: str, category: str, period: str) -> Decimal:
-    return _remaining(session, region_code, category, period)[1]
 
 
 class Services:
@@ -66,7 +63,7 @@ class Services:
     def op_budget_remaining(self, cmd, region, category, incurred_on):
         if not region:
             return 0.0  # no region, no budget: anything spent needs special approval
-        return float(budget_remaining(cmd.session, region, category, _period(incurred_on)))
+        return float(_remaining(cmd.session, region, category, _period(incurred_on))[1])
 
     def op_budget_consume(self, cmd, region, category, incurred_on, amount):
         if not region:
