@@ -86,7 +86,7 @@ def test_an_instance_changed_behind_the_command_is_a_conflict_and_nothing_is_wri
     assert snapshot(eng, inst["id"]) == before  # the bump rolled back with everything else
     monkeypatch.setattr(Engine, "_load", load)
     assert eng.complete(task["id"], "dave", APPROVE)["tasks"][0]["name"] == "finance_approval"
-    state, version, *_ = snapshot(eng, inst["id"])
+    _state, version, *_ = snapshot(eng, inst["id"])
     assert version == before[1] + 1
 
 
