@@ -46,14 +46,21 @@ def test_unreachable_database_is_a_clear_error(monkeypatch, tmp_path):
 
 @pytest.fixture
 def spiff_logger():
-    logger = logging.getLogger("spiff")
+    """The root logger at INFO, as the server's basicConfig leaves it (under pytest basicConfig does
+    nothing: the root already has pytest's handlers), and the spiff logger reset afterwards."""
+    logger, root = logging.getLogger("spiff"), logging.getLogger()
+    root_level = root.level
+    root.setLevel(logging.INFO)
+    logger.setLevel(logging.NOTSET)  # earlier commands in this session set it
     yield logger
     logger.setLevel(logging.NOTSET)
+    root.setLevel(root_level)
 
 
 def test_spiffworkflow_state_changes_are_not_logged_by_default(env, spiff_logger, monkeypatch):
     """SpiffWorkflow logs every task state change at INFO; the server would write a dozen lines per command."""
     monkeypatch.delenv("SALESFLOW_LOG_LEVEL", raising=False)
+    assert logging.getLogger("spiff.task").isEnabledFor(logging.INFO)  # what the command must change
     assert CliRunner().invoke(main, ["timers", "run"]).exit_code == 0
     assert not logging.getLogger("spiff.task").isEnabledFor(logging.INFO)
     assert logging.getLogger("spiff.task").isEnabledFor(logging.WARNING)
