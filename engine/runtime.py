@@ -456,7 +456,7 @@ class Engine:
             row = self._task_row(session, task_id)
             cmd = self._command(session, row.instance_id, actor, at)
             row = self._locked_task(cmd, row)
-            self._check_can_act(session, row, actor)
+            self._check_can_act(cmd, row)
             wf = self._load(cmd)
             if cmd.had_timers:  # a due timer wins over the user (trap 3): fire it first, then look again
                 self._run(cmd, wf.refresh_timers)
@@ -528,7 +528,7 @@ class Engine:
             row = self._task_row(session, task_id)
             cmd = self._command(session, row.instance_id, actor, None)
             row = self._locked_task(cmd, row)
-            self._check_can_act(session, row, actor)
+            self._check_can_act(cmd, row)
             if not isinstance(to, str) or not to:
                 raise ValidationFailed({"to": "this field is required"})
             target = org.user_by_name(session, to)
@@ -645,10 +645,11 @@ class Engine:
     def _is_candidate(self, session, row, user: User) -> bool:
         return session.execute(_IS_CANDIDATE, {"task_id": row.id, "user_id": user.id}).first() is not None
 
-    def _check_can_act(self, session, row: TaskRow, actor: User) -> None:
+    def _check_can_act(self, cmd: Command, row: TaskRow) -> None:
+        session, actor = cmd.session, cmd.actor
         if row.status != "open":
             if not self._is_candidate(session, row, actor) and row.assignee_id != actor.id \
-                    and not self._can_see(session, session.get(ProcessInstance, row.instance_id), actor):
+                    and not self._can_see(session, cmd.instance, actor):
                 raise NotFound(f"task {row.id} not found")
             raise Conflict(f"task {row.id} is already {row.status}")
         if row.assignee_id == actor.id:
