@@ -128,3 +128,9 @@ def resolve_lane(session, lanes: dict, lane: str | None, subject: User, *, appro
 def _fallback(session, reason: str) -> LaneOwners:
     admins = users_with_role(session, ADMIN_ROLE)
     return LaneOwners(admins, f"{reason}; routed to administrators")
+
+
+def user_dict(user: User) -> dict:
+    return {"id": user.id, "username": user.username, "display_name": user.display_name,
+            "roles": sorted(user.role_names), "region": user.region.code if user.region else None,
+            "locale": user.locale}

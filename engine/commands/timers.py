@@ -1,0 +1,62 @@
+"""The system's own verb: fire due timers, each instance in its own transaction."""
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+
+from .. import clock
+from ..errors import ProcessError
+from ..models import Timer
+from ..runner import Command
+from ..tables import iso
+
+log = logging.getLogger("salesflow.engine")
+
+
+def fire_due_timers(rt, at: datetime | None = None, limit: int = 1000) -> list[dict]:
+    """Fire every timer due at or before `at`, each in its own transaction. Safe to run concurrently."""
+    at = at or clock.now()
+    with rt.db.read() as session:
+        due = session.execute(select(Timer.id, Timer.instance_id).where(
+            Timer.status == "waiting", Timer.due_at <= at).order_by(Timer.due_at).limit(limit)).all()
+    fired = []
+    for timer_id, instance_id in due:
+        try:
+            result = _fire_one(rt, timer_id, instance_id, at)
+        except ProcessError as exc:
+            log.error("timer %s of instance %s failed: %s", timer_id, instance_id, exc)
+            fired.append({"timer": timer_id, "instance_id": instance_id, "error": exc.message})
+            continue
+        if result:
+            fired.append(result)
+    return fired
+
+
+def _fire_one(rt, timer_id: str, instance_id: int, at: datetime) -> dict | None:
+    """Lock order as in every command: the instance first, then its rows (no deadlock with a user).
+    On PostgreSQL an instance another worker or a user's command holds is skipped, not waited
+    for: whoever holds it fires its due timers (a command fires due timers before acting)."""
+    with rt.db.write() as session:
+        inst = rt._lock(session, instance_id, skip_locked=True)
+        if inst is None:
+            return None
+        timer = session.scalar(select(Timer).where(Timer.id == timer_id, Timer.status == "waiting")
+                               .execution_options(populate_existing=True))
+        if timer is None:
+            return None  # fired or cancelled meanwhile
+        # Spiff compares with "<": a timer due exactly at `at` must fire, so look a microsecond later
+        cmd = Command(session, inst, rt.definitions.get(session, inst.definition_id), None,
+                      at + timedelta(microseconds=1))
+        if inst.status != "running":
+            timer.status = "cancelled"
+            return None
+        wf = rt._load(cmd)
+        rt._run(cmd, wf.refresh_timers)
+        rt._settle(cmd, wf)
+        rt._save(cmd, wf)
+        if timer.status != "fired":
+            return None
+        return {"timer": timer.id, "instance_id": instance_id, "process_id": inst.process_id,
+                "name": timer.name, "title": timer.title, "due_at": iso(timer.due_at)}

@@ -1,0 +1,471 @@
+"""The transaction runner: every command goes through it.
+
+A command locks the instance, loads its SpiffWorkflow state, acts, runs engine steps
+(settle), then saves the state, syncs the `human_tasks` and `timers` tables and appends
+history — or, on any error, rolls back everything (a workflow that raised is never
+persisted: ENGINE-NOTES trap 4). The verbs themselves live in `engine.commands`; each is
+a small function over a `Command` that this runner opened.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from uuid import UUID
+
+from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from SpiffWorkflow.bpmn.specs.control import BoundaryEventSplit
+from SpiffWorkflow.bpmn.specs.defaults import EndEvent
+from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
+from SpiffWorkflow.exceptions import SpiffWorkflowException, TaskNotFoundException
+from SpiffWorkflow.util.task import TaskState
+
+from . import access, clock, org, serializer
+from .calendar import BusinessCalendar
+from .db import Database
+from .definitions import DefinitionRegistry, ParsedDefinition, WorkflowDirectory
+from .errors import Conflict, NotFound, ProcessError
+from .expressions import ExpressionError, SalesflowScriptEngine
+from .models import NO_DUE_DATE, InstanceParticipant, Timer, User
+from .services import Services, current_command
+from .tables import (
+    DELETE_CANDIDATES, DELETE_TASK, INSERT_CANDIDATE, INSERT_TASK, INSTANCE, INSTANCE_FOR_UPDATE,
+    INSTANCE_FOR_UPDATE_SKIP_LOCKED, INSTANCE_TASKS, TASK_BY_ID, TASK_COLUMNS, UPDATE_INSTANCE, UPDATE_TASK,
+    ADD_HISTORY, is_uuid, iso, json_safe,
+)
+
+log = logging.getLogger("salesflow.engine")
+
+DEFAULT_WORKFLOWS_DIR = Path(__file__).resolve().parent.parent / "workflows"
+MAX_SETTLE_ROUNDS = 50
+ACTOR = object()  # "the command's actor" in Command.record
+
+@dataclass(eq=False)
+class TaskRow:
+    """A human_tasks row as a command reads and writes it: plain Core rows, no ORM unit of work,
+    on the hottest path there is. A command keeps every row it touches in `Command.tasks` and
+    writes the new and changed ones when it saves."""
+    id: str
+    instance_id: int
+    process_id: str
+    name: str
+    title: str
+    title_en: str
+    lane: str | None
+    form: str | None
+    data_key: str | None
+    is_approval: bool
+    assignee_id: int | None
+    candidate_role: str | None
+    region_id: int | None
+    status: str
+    due_at: datetime | None
+    sort_due: datetime
+    created_at: datetime
+    completed_at: datetime | None
+    completed_by_id: int | None
+    new: bool = False  # not in the table yet: inserted on save
+    changed: bool = False  # status or assignee changed: updated on save
+
+    def update(self, **values) -> None:
+        for key, value in values.items():
+            setattr(self, key, value)
+        self.changed = True
+
+    def columns(self) -> dict:
+        return {name: getattr(self, name) for name in TASK_COLUMNS}
+
+
+@dataclass(eq=False)
+class InstanceRow:
+    """A process_instances row as a command holds it (Core, like TaskRow). Saved with one UPDATE
+    that checks and bumps lock_version: a concurrent change makes the command fail whole."""
+    id: int
+    definition_id: int
+    process_id: str
+    status: str
+    started_by_id: int
+    subject_id: int
+    region_id: int | None
+    data: dict
+    state: str
+    lock_version: int
+    return_count: int
+    last_approver_id: int | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+
+
+@dataclass
+class Command:
+    """What one command works on; services reach it through `current_command`."""
+    session: object
+    instance: InstanceRow
+    parsed: ParsedDefinition
+    actor: User | None
+    now: datetime
+    history: list = field(default_factory=list)
+    fired_timers: list = field(default_factory=list)  # timer event tasks completed during this command
+    participants: set = field(default_factory=set)  # user ids taking part, written (if new) on save
+    tasks: dict = field(default_factory=dict)  # task id -> TaskRow this command read or created
+    candidates: list = field(default_factory=list)  # (task id, user id) of new claim pools, written on save
+    had_timers: bool = True  # whether the instance may have waiting timer rows
+    task: "TaskRow | None" = None  # the task the command acts on, as of the lock
+
+    def task_completed(self, task) -> None:
+        if is_timer(task):
+            self.fired_timers.append(task)
+
+    @property
+    def subject(self) -> User:
+        """The person the instance is about (from the session's identity map after the first use)."""
+        return self.session.get(User, self.instance.subject_id)
+
+    def record(self, action: str, task: str | None = None, actor=ACTOR, **detail):
+        """Queue a history event; actor defaults to whoever runs the command, None means the system."""
+        self.history.append((self.actor if actor is ACTOR else actor, action, task, detail))
+
+
+
+class Runner:
+    """Opens, runs and saves commands. `Engine` (runtime.py) is this plus the verbs and the read side."""
+    def __init__(self, db: Database, workflows_dir: str | Path | None = None, calendar: BusinessCalendar | None = None):
+        self.db = db
+        self.workflows_dir = Path(workflows_dir or DEFAULT_WORKFLOWS_DIR)
+        self.definitions = DefinitionRegistry(WorkflowDirectory(self.workflows_dir))
+        self.calendar = calendar or BusinessCalendar(self.workflows_dir / "calendar.json")
+        self.script_engine = SalesflowScriptEngine(self.calendar, Services())
+        dialect_insert = sqlite_insert if db.is_sqlite else postgresql_insert
+        self._add_participants = dialect_insert(InstanceParticipant.__table__).on_conflict_do_nothing()
+
+
+    # --------------------------------------------------------------- loading
+    def _lock(self, session, instance_id: int, *, skip_locked: bool = False) -> InstanceRow | None:
+        """The instance row, locked for this transaction: FOR UPDATE on PostgreSQL (with skip_locked,
+        None when another transaction holds it); on SQLite the IMMEDIATE transaction is the lock."""
+        if self.db.is_sqlite:
+            stmt = INSTANCE
+        else:
+            stmt = INSTANCE_FOR_UPDATE_SKIP_LOCKED if skip_locked else INSTANCE_FOR_UPDATE
+        found = session.execute(stmt, {"id": instance_id}).first()
+        if found is None:
+            if skip_locked:
+                return None
+            raise NotFound(f"instance {instance_id} not found")
+        return InstanceRow(**found._mapping)
+
+    def _load(self, cmd: Command) -> BpmnWorkflow:
+        wf = serializer.loads(cmd.instance.state, cmd.parsed.spec, cmd.parsed.subprocess_specs)
+        wf.script_engine = self.script_engine  # not serialized: re-attach after every load
+        cmd.had_timers = any(is_timer(t) for t in wf.event_manager.tasks.values())
+        return wf
+
+    def _save(self, cmd: Command, wf: BpmnWorkflow | None = None) -> None:
+        """Write the instance (its state too when the workflow changed), its task rows, participants,
+        timers and history. The instance UPDATE checks and bumps lock_version."""
+        inst = cmd.instance
+        values = {"_id": inst.id, "_version": inst.lock_version, "lock_version": inst.lock_version + 1,
+                  "status": inst.status, "data": inst.data, "return_count": inst.return_count,
+                  "last_approver_id": inst.last_approver_id, "updated_at": cmd.now, "completed_at": inst.completed_at}
+        if wf is not None:
+            values["state"] = inst.state = serializer.dumps(wf)
+        if cmd.session.execute(UPDATE_INSTANCE, values).rowcount != 1:
+            raise Conflict("the instance was changed concurrently; try again")
+        inst.lock_version, inst.updated_at = inst.lock_version + 1, cmd.now
+        cmd.session.flush()  # timer rows (ORM)
+        self._write_tasks(cmd)
+        if cmd.participants:  # one statement; who is already there is left alone
+            cmd.session.execute(self._add_participants, [
+                {"instance_id": inst.id, "user_id": uid} for uid in sorted(cmd.participants)])
+            cmd.participants.clear()
+        self._write_history(cmd)
+
+    # ------------------------------------------------------------ execution
+    def _run(self, cmd: Command, fn, *args):
+        """Run engine code; any failure becomes ProcessError (and the transaction rolls back)."""
+        token = current_command.set(cmd)
+        try:
+            with clock.frozen(cmd.now):
+                return fn(*args)
+        except (SpiffWorkflowException, ExpressionError, ValueError, TypeError, KeyError, NameError,
+                AttributeError, ZeroDivisionError, RecursionError) as exc:
+            log.warning("process error in instance %s: %s", cmd.instance.id, exc)
+            raise ProcessError(f"the process could not continue: {exc}; nothing was changed") from exc
+        finally:
+            current_command.reset(token)
+
+    def _settle(self, cmd: Command, wf: BpmnWorkflow) -> None:
+        """Run engine steps until only human tasks and waiting events remain; sync the tables."""
+        for _ in range(MAX_SETTLE_ROUNDS):
+            self._run(cmd, wf.do_engine_steps, None, cmd.task_completed)
+            auto = self._sync_tasks(cmd, wf)
+            if not auto:
+                break
+            for task, data in auto:
+                self._run(cmd, self._run_task, task, data)
+        else:
+            raise ProcessError("the process kept approving itself; giving up, nothing was changed")
+        self._sync_timers(cmd, wf)
+        self._sync_instance(cmd, wf)
+
+    @staticmethod
+    def _run_task(task, data: dict) -> None:
+        if task.state != TaskState.READY:  # Task.run() does not check (trap 5)
+            raise Conflict("task is no longer open")
+        # each answer replaces the previous one whole (SpiffWorkflow's add_data_from_form deep-merges,
+        # so a field left out of a new answer would keep its old value)
+        task.data.update(data)
+        task.run()
+
+    # ------------------------------------------------------------ syncing
+    def _ready_user_tasks(self, wf: BpmnWorkflow) -> list:
+        return wf.get_tasks(state=TaskState.READY, manual=True)
+
+    def _due_at(self, task) -> datetime | None:
+        parent = task.parent
+        if parent is None or not isinstance(parent.task_spec, BoundaryEventSplit):
+            return None
+        dues = []
+        for sibling in parent.children:
+            # a deadline already past when the task opened has fired at once (COMPLETED): still its due time
+            if sibling is task or sibling.state not in (TaskState.WAITING, TaskState.COMPLETED):
+                continue
+            event = getattr(sibling.task_spec, "event_definition", None)
+            if isinstance(event, TimerEventDefinition):
+                due = timer_due(sibling)
+                if due is not None:
+                    dues.append(due)
+        return min(dues) if dues else None
+
+    def _sync_tasks(self, cmd: Command, wf: BpmnWorkflow) -> list:
+        """Mirror READY user tasks into human_tasks. Returns tasks to auto-approve."""
+        session, inst = cmd.session, cmd.instance
+        ready = {str(t.id): t for t in self._ready_user_tasks(wf)}
+        # the instance's open rows and the rows of ready ids; a row this command already holds
+        # is newer than the table (its changes are written on save)
+        with session.no_autoflush:  # human_tasks is written on save, never by the ORM
+            found_rows = session.execute(INSTANCE_TASKS, {"instance_id": inst.id, "ids": list(ready)}).all()
+        for found in found_rows:
+            if found.id not in cmd.tasks:
+                cmd.tasks[found.id] = TaskRow(**found._mapping)
+        open_rows = {tid: row for tid, row in cmd.tasks.items() if row.status == "open"}
+        for task_id, row in open_rows.items():
+            if task_id in ready:
+                continue
+            spiff_task = find_task(wf, task_id)
+            status = "completed" if spiff_task is not None and spiff_task.state == TaskState.COMPLETED else "cancelled"
+            row.update(status=status, completed_at=cmd.now)
+            if status == "cancelled":
+                cmd.record("task_cancelled", row.name, actor=None)
+        auto = []
+        for task_id, task in ready.items():
+            if task_id in open_rows:
+                continue
+            info = cmd.parsed.tasks.get(task.task_spec.name)
+            if info is None:
+                raise ProcessError(f"task {task.task_spec.name} has no form definition")
+            with session.no_autoflush:  # reads the org chart only
+                owners = org.resolve_lane(session, cmd.parsed.lanes, info.lane, cmd.subject, approval=info.is_approval)
+            if owners.note:
+                cmd.record("routed", info.name, actor=None, reason=owners.note)
+            due = self._due_at(task)
+            old = cmd.tasks.get(task_id)
+            if old is not None:  # a task reopened by a loop keeps its id in SpiffWorkflow: its row starts afresh
+                cmd.candidates = [(t, u) for t, u in cmd.candidates if t != task_id]
+                if not old.new:
+                    session.execute(DELETE_CANDIDATES, {"task_id": task_id})
+                    session.execute(DELETE_TASK, {"task_id": task_id})
+            row = TaskRow(
+                id=task_id, instance_id=inst.id, process_id=inst.process_id, name=info.name, title=info.title,
+                title_en=info.title_en, lane=info.lane, form=info.form, data_key=info.data_key,
+                is_approval=info.is_approval, status="open", due_at=due, sort_due=due or NO_DUE_DATE, created_at=cmd.now,
+                candidate_role=(cmd.parsed.lanes.get(info.lane or "") or {}).get("role"), region_id=inst.region_id,
+                assignee_id=owners.users[0].id if len(owners.users) == 1 else None, completed_at=None,
+                completed_by_id=None, new=True)
+            cmd.tasks[task_id] = row
+            if len(owners.users) > 1:  # a pool to claim from; a single owner is simply the assignee
+                cmd.candidates.extend((task_id, u.id) for u in owners.users)
+            for user in owners.users:
+                self._participate(cmd, user.id)
+            only = owners.users[0] if len(owners.users) == 1 else None
+            if info.is_approval and only is not None and only.id == inst.last_approver_id:
+                # the same person is not asked twice in a row: their previous approval stands
+                data = {"decision": "approve", "comment": "自动通过：与上一步审批人相同 (auto-approved: same approver as the previous step)"}
+                row.update(status="completed", completed_at=cmd.now, completed_by_id=only.id)
+                cmd.record("auto_approved", info.name, actor=only, **data)
+                auto.append((task, form_payload(info, data, only)))
+            else:
+                cmd.record("task_created", info.name, actor=None,
+                           assignee=only.username if only else None,
+                           candidates=[u.username for u in owners.users] if not only else None)
+        return auto
+
+    def _sync_timers(self, cmd: Command, wf: BpmnWorkflow) -> None:
+        """Mirror waiting timers into `timers`; record the ones that fired in this command
+        (including a deadline already past when its task opened, which fires at once)."""
+        session, inst = cmd.session, cmd.instance
+        waiting = {}
+        for task in wf.event_manager.tasks.values():
+            if task.state == TaskState.WAITING and is_timer(task):
+                due = timer_due(task)
+                if due is not None:
+                    waiting[str(task.id)] = (task, due)
+        fired = {str(t.id): t for t in cmd.fired_timers}
+        cmd.fired_timers.clear()
+        if not (waiting or fired or cmd.had_timers):
+            return
+        cmd.had_timers = True
+        rows = {row.id: row for row in session.scalars(
+            select(Timer).where(Timer.instance_id == inst.id, Timer.id.in_([*waiting, *fired])
+                                | (Timer.status == "waiting")))}
+        for timer_id, row in rows.items():
+            if row.status == "waiting" and timer_id not in waiting and timer_id not in fired:
+                row.status = "cancelled"
+        for timer_id, task in fired.items():
+            row = rows.get(timer_id)
+            event = cmd.parsed.events.get(task.task_spec.name, {})
+            if row is None:
+                row = Timer(id=timer_id, instance_id=inst.id, name=task.task_spec.bpmn_id,
+                            title=event.get("title", task.task_spec.bpmn_id), due_at=timer_due(task) or cmd.now)
+                session.add(row)
+            row.status, row.fired_at = "fired", cmd.now
+            cmd.record("timer_fired", row.name, actor=None, title=row.title, due_at=iso(row.due_at))
+            if event.get("notify"):
+                owners = org.resolve_lane(session, cmd.parsed.lanes, event["notify"], cmd.subject, approval=False)
+                for user in owners.users:
+                    self._participate(cmd, user.id)
+                cmd.record("notified", row.name, actor=None, to=[u.username for u in owners.users],
+                           message=event.get("message", row.title))
+        for timer_id, (task, due) in waiting.items():
+            row = rows.get(timer_id)
+            if row is None:
+                event = cmd.parsed.events.get(task.task_spec.name, {})
+                session.add(Timer(id=timer_id, instance_id=inst.id, name=task.task_spec.bpmn_id,
+                                  title=event.get("title", task.task_spec.bpmn_id), due_at=due, status="waiting"))
+            elif row.status != "waiting":  # a timer reused by a loop: waiting again
+                row.status, row.due_at, row.fired_at = "waiting", due, None
+
+    def _sync_instance(self, cmd: Command, wf: BpmnWorkflow) -> None:
+        inst = cmd.instance
+        if wf.is_completed():
+            data = dict(wf.data)
+            outcome = None
+            for task in wf.get_tasks(state=TaskState.COMPLETED, spec_class=EndEvent):
+                if task.workflow is wf:
+                    outcome = cmd.parsed.events.get(task.task_spec.name, {}).get("outcome") or outcome
+            if outcome:
+                data["outcome"] = outcome
+            inst.status, inst.completed_at = "completed", cmd.now
+            cmd.record("instance_completed", None, actor=None, outcome=data.get("outcome"))
+        else:
+            data = {}
+            if wf.last_task is not None:
+                data.update(wf.last_task.data)
+            for task in self._ready_user_tasks(wf):
+                data.update(task.data)
+        data.pop("data_objects", None)
+        inst.data = json_safe(data)
+
+    @staticmethod
+    def _participate(cmd: Command, user_id: int) -> None:
+        cmd.participants.add(user_id)
+
+    @staticmethod
+    def _write_tasks(cmd: Command) -> None:
+        """Insert the human task rows the command created (then their candidates), update the changed ones."""
+        new = [row for row in cmd.tasks.values() if row.new]
+        changed = [row for row in cmd.tasks.values() if row.changed and not row.new]
+        if new:
+            cmd.session.execute(INSERT_TASK, [row.columns() for row in new])
+        if cmd.candidates:
+            cmd.session.execute(INSERT_CANDIDATE, [{"task_id": t, "user_id": u} for t, u in cmd.candidates])
+        if changed:
+            cmd.session.execute(UPDATE_TASK, [
+                {"_id": row.id, "status": row.status, "assignee_id": row.assignee_id,
+                 "completed_at": row.completed_at, "completed_by_id": row.completed_by_id} for row in changed])
+        for row in new + changed:
+            row.new = row.changed = False
+        cmd.candidates.clear()
+
+    def _write_history(self, cmd: Command) -> None:
+        """Append the command's history: one multi-row INSERT (the rows are never read back here)."""
+        if cmd.history:
+            cmd.session.execute(ADD_HISTORY, [
+                {"instance_id": cmd.instance.id, "at": cmd.now + timedelta(microseconds=offset),
+                 "actor_id": actor.id if actor else None, "action": action, "task": task,
+                 "detail": {k: v for k, v in detail.items() if v is not None}}
+                for offset, (actor, action, task, detail) in enumerate(cmd.history)])
+        cmd.history.clear()
+
+    # ------------------------------------------------------------ opening a command
+    @contextmanager
+    def command(self, actor: str | None, *, instance_id=None, task_id=None, at: datetime | None = None):
+        """One command, one transaction: the actor, the task row (when given) and the instance,
+        locked. The block acts on the yielded Command; leaving it with an exception rolls back whole."""
+        with self.db.write() as session:
+            user = access.actor(session, actor) if actor is not None else None
+            row = task_row(session, task_id) if task_id is not None else None
+            cmd = self._command(session, row.instance_id if row else instance_id, user, at)
+            if row is not None:
+                cmd.task = self._locked_task(cmd, row)
+            yield cmd
+
+    def _command(self, session, instance_id: int, actor: User | None, at: datetime | None) -> Command:
+        inst = self._lock(session, instance_id)
+        parsed = self.definitions.get(session, inst.definition_id)
+        return Command(session, inst, parsed, actor, at or clock.now())
+
+    def _locked_task(self, cmd: Command, row: TaskRow) -> TaskRow:
+        """The task row (read before the instance lock) as of the lock, held by the command from
+        now on. On SQLite the IMMEDIATE transaction began before that read, so it is fresh
+        already; on PostgreSQL another command may have committed while we waited: read again."""
+        if not self.db.is_sqlite:
+            row = task_row(cmd.session, row.id)
+        cmd.tasks[row.id] = row
+        return row
+
+
+def task_row(session, task_id: str) -> TaskRow:
+    found = session.execute(TASK_BY_ID, {"id": str(task_id)}).first() if is_uuid(task_id) else None
+    if found is None:
+        raise NotFound(f"task {task_id} not found")
+    return TaskRow(**found._mapping)
+
+
+def form_payload(info, accepted: dict, actor: User) -> dict:
+    """The answer as the workflow stores it: under the task's data key (with who gave it), else flat."""
+    if info is not None and info.data_key:
+        return {info.data_key: {**accepted, "by": actor.username}}
+    return dict(accepted)
+
+
+def find_task(wf: BpmnWorkflow, task_id: str):
+    """The SpiffWorkflow task, or None when it is gone from the tree (get_task_from_id raises)."""
+    try:
+        return wf.get_task_from_id(UUID(task_id))
+    except TaskNotFoundException:
+        return None
+
+
+def is_timer(task) -> bool:
+    return isinstance(getattr(task.task_spec, "event_definition", None), TimerEventDefinition)
+
+
+def timer_due(task) -> datetime | None:
+    details = task.task_spec.event_definition.details(task)
+    value = details.value
+    if isinstance(value, dict):
+        value = value.get("next")
+    if not value:
+        return None
+    try:
+        return TimerEventDefinition.get_datetime(value) if isinstance(value, str) else value
+    except ValueError:
+        return None
+

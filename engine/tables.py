@@ -1,0 +1,103 @@
+"""Statements on the hot paths, built once (building one costs more than running it on SQLite),
+and the small conversions every side shares. Commands and the read side both use these."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from uuid import UUID
+
+from sqlalchemy import bindparam, delete, insert, select, update
+
+from . import clock
+from .errors import NotFound
+from .models import HistoryEvent, HumanTask, HumanTaskCandidate, ProcessInstance, User
+
+INSTANCE_TABLE = ProcessInstance.__table__
+INSTANCE = select(INSTANCE_TABLE).where(INSTANCE_TABLE.c.id == bindparam("id"))
+INSTANCE_FOR_UPDATE = INSTANCE.with_for_update()
+INSTANCE_FOR_UPDATE_SKIP_LOCKED = INSTANCE.with_for_update(skip_locked=True)
+INSERT_INSTANCE = insert(INSTANCE_TABLE)
+UPDATE_INSTANCE = update(INSTANCE_TABLE).where(INSTANCE_TABLE.c.id == bindparam("_id"),
+                                               INSTANCE_TABLE.c.lock_version == bindparam("_version"))
+TASK_TABLE, USER_TABLE, HISTORY_TABLE = HumanTask.__table__, User.__table__, HistoryEvent.__table__
+CANDIDATE_TABLE = HumanTaskCandidate.__table__
+TASK_COLUMNS = tuple(column.name for column in TASK_TABLE.columns)
+TASK_BY_ID = select(TASK_TABLE).where(TASK_TABLE.c.id == bindparam("id"))
+INSTANCE_TASKS = select(TASK_TABLE).where(  # its open tasks, and rows of ids SpiffWorkflow reports ready
+    TASK_TABLE.c.instance_id == bindparam("instance_id"),
+    (TASK_TABLE.c.status == "open") | TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+INSERT_TASK = insert(TASK_TABLE)
+UPDATE_TASK = update(TASK_TABLE).where(TASK_TABLE.c.id == bindparam("_id"))
+DELETE_TASK = delete(TASK_TABLE).where(TASK_TABLE.c.id == bindparam("task_id"))
+INSERT_CANDIDATE = insert(CANDIDATE_TABLE)
+DELETE_CANDIDATES = delete(CANDIDATE_TABLE).where(CANDIDATE_TABLE.c.task_id == bindparam("task_id"))
+IS_CANDIDATE = select(CANDIDATE_TABLE.c.task_id).where(
+    CANDIDATE_TABLE.c.task_id == bindparam("task_id"), CANDIDATE_TABLE.c.user_id == bindparam("user_id"))
+ADD_HISTORY = insert(HISTORY_TABLE)  # one executemany, whichever keys are None
+# Reads for responses: Core rows (no ORM identity map or object loading), usernames joined in.
+ASSIGNEE = USER_TABLE.alias("assignee")
+TASK_ROWS = select(TASK_TABLE, ASSIGNEE.c.username.label("assignee")) \
+    .outerjoin(ASSIGNEE, ASSIGNEE.c.id == TASK_TABLE.c.assignee_id)
+OPEN_TASKS_OF = TASK_ROWS.where(TASK_TABLE.c.instance_id.in_(bindparam("ids", expanding=True)),
+                                TASK_TABLE.c.status == "open").order_by(TASK_TABLE.c.created_at)
+TASKS_BY_ID = TASK_ROWS.where(TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+ACTOR = USER_TABLE.alias("actor")
+HISTORY = select(HISTORY_TABLE.c.at, ACTOR.c.username.label("actor"), HISTORY_TABLE.c.action,
+                 HISTORY_TABLE.c.task, HISTORY_TABLE.c.detail) \
+    .outerjoin(ACTOR, ACTOR.c.id == HISTORY_TABLE.c.actor_id) \
+    .where(HISTORY_TABLE.c.instance_id == bindparam("instance_id")) \
+    .order_by(HISTORY_TABLE.c.at, HISTORY_TABLE.c.id)
+USERNAMES = select(USER_TABLE.c.id, USER_TABLE.c.username).where(
+    USER_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+
+
+def username(session, user_id: int | None) -> str | None:
+    return usernames(session, {user_id}).get(user_id) if user_id is not None else None
+
+
+def usernames(session, ids) -> dict[int, str]:
+    return dict(session.execute(USERNAMES, {"ids": sorted(ids)}).all()) if ids else {}
+
+
+def task_dict(row) -> dict:
+    """The task object of a TASK_ROWS row (a human_tasks row, its assignee's username joined in)."""
+    now = clock.now()
+    return {
+        "id": row.id, "instance_id": row.instance_id, "process_id": row.process_id, "name": row.name,
+        "title": row.title, "title_en": row.title_en, "lane": row.lane,
+        "assignee": row.assignee, "status": row.status,
+        "due_at": iso(row.due_at), "overdue": bool(row.status == "open" and row.due_at and row.due_at < now),
+        "created_at": iso(row.created_at), "completed_at": iso(row.completed_at),
+        "is_approval": row.is_approval,
+    }
+
+
+def iso(value: datetime | None) -> str | None:
+    return value.astimezone(timezone.utc).isoformat() if value else None
+
+
+def is_uuid(value) -> bool:
+    try:
+        UUID(str(value))
+        return True
+    except ValueError:
+        return False
+
+
+def instance_id(value) -> int:
+    """An instance id from the outside (path, form): anything that is not one is not found."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        raise NotFound(f"instance {value} not found") from None
+
+
+def json_safe(value):
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)
