@@ -58,6 +58,7 @@ class TaskInfo:
     form: str | None
     data_key: str | None
     is_approval: bool
+    process: str = ""  # the BPMN process (top level or called) the task belongs to
 
 
 @dataclass
@@ -120,6 +121,11 @@ class ParsedDefinition:
             for name, prop in schema.get("properties", {}).items():
                 merged.setdefault(name, prop)
         return merged
+
+    @functools.cached_property
+    def tasks_by_name(self) -> dict[str, TaskInfo]:
+        """BPMN id -> TaskInfo."""
+        return {t.name: t for t in self.tasks.values()}
 
     def max_returns(self) -> int:
         return int(self.catalog.get("max_returns", 10))
@@ -229,6 +235,11 @@ def _check_bpmn(fname: str, root, lanes: dict) -> None:
         for tag in ("timeDate", "timeDuration", "timeCycle"):
             exprs += [e.text for e in proc.iter(f"{{{BPMN_NS}}}{tag}")]
         exprs += [p.get("value") for p in proc.iter(f"{{{SPIFF_NS}}}parameter")]
+        for prop in proc.iter(f"{{{SPIFF_NS}}}property"):
+            if prop.get("name") == "ccCondition":
+                exprs.append(prop.get("value"))
+            if prop.get("name") in ("cc", "notify") and prop.get("value") not in lanes:
+                problems.append(f"{prop.get('name')} {prop.get('value')!r} is not a lane defined in lanes.json")
         for expr in exprs:
             try:
                 compile_expression((expr or "").strip())
@@ -312,6 +323,7 @@ def parse_bundle(bundle: dict, content_hash: str | None = None) -> ParsedDefinit
                     name=ts.bpmn_id, title=ts.bpmn_name or ts.bpmn_id,
                     title_en=props.get("titleEn", ts.bpmn_name or ts.bpmn_id), lane=ts.lane, form=form,
                     data_key=props.get("dataKey"), is_approval=props.get("approval", "false") == "true",
+                    process=wf_spec.name,
                 )
             elif isinstance(ts, (CatchingEvent, ThrowingEvent)):
                 parsed.events[ts.name] = {"title": ts.bpmn_name or ts.bpmn_id,

@@ -41,3 +41,12 @@ class ValidationFailed(EngineError):
 class ProcessError(EngineError):
     """The process definition failed while running (an expression, a service). Nothing was saved."""
     status = 422
+
+
+class RateLimited(EngineError):
+    """Too soon: try again after `retry_after` seconds."""
+    status = 429
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = retry_after

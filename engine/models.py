@@ -78,7 +78,8 @@ class Budget(Base):
 
 
 class BudgetEntry(Base):
-    """Spending booked against a budget by an approved claim."""
+    """What a claim holds against a budget: `reserved` while it is in flight (from routing on),
+    `spent` once approved. Reject, withdraw and return release the reservation."""
     __tablename__ = "budget_entries"
     __table_args__ = (Index("ix_budget_entries_key", "region_id", "category", "period"),)
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -88,6 +89,7 @@ class BudgetEntry(Base):
     amount = mapped_column(Numeric(14, 2), nullable=False)
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    kind: Mapped[str] = mapped_column(String(10), default="spent", server_default="spent")  # reserved | spent
 
 
 class ProcessDefinition(Base):
@@ -159,6 +161,12 @@ class HumanTask(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     completed_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # an added signer's task (加签) points at the BPMN task row it signs for; BPMN tasks have none
+    parent_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    # how the task came to be and what it waits for: {"returned": {...}} (the reason it came back),
+    # {"via": "transfer"|"signer"} (not its natural owner), {"mode": ...} (a signer's mode),
+    # {"held": {...}} (the owner's approval held until the added signers approved)
+    context: Mapped[dict | None] = mapped_column(JSON)
 
     instance: Mapped[ProcessInstance] = relationship(lazy="raise")
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="select")
@@ -189,6 +197,43 @@ class Timer(Base):
     due_at: Mapped[datetime] = mapped_column(UTCDateTime())
     status: Mapped[str] = mapped_column(String(20))  # waiting | fired | cancelled
     fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class InstanceCopy(Base):
+    """Who an instance was copied to (抄送): they may read it and comment, and decide nothing."""
+    __tablename__ = "instance_copies"
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: copied by the process itself
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    comment: Mapped[str | None] = mapped_column(Text)
+
+
+class Comment(Base):
+    """The comment thread of an instance."""
+    __tablename__ = "comments"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id"), index=True)
+    author_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    text: Mapped[str] = mapped_column(Text)
+    attachments: Mapped[list] = mapped_column(JSON, default=list)
+
+
+class Notification(Base):
+    """Who is to be told what, written in the same transaction as the command that causes it.
+    `params` holds what the text is made of (the recipient's language picks the words when shown)."""
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_user", "user_id", "read_at", "id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # task_assigned, returned, outcome, cc, urge, mention, ...
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("process_instances.id"), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(36))
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    params: Mapped[dict] = mapped_column(JSON, default=dict)
+    read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class HistoryEvent(Base):

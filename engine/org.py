@@ -93,11 +93,12 @@ class LaneOwners:
     note: str | None = None  # why the owners are not the lane's usual ones
 
 
-def resolve_lane(session, lanes: dict, lane: str | None, subject: User, *, approval: bool) -> LaneOwners:
+def resolve_lane(session, lanes: dict, lane: str | None, subject: User, *, decides: bool) -> LaneOwners:
     """Who owns a task in `lane` for an instance about `subject`.
 
-    Nobody approves their own submission: for an approval, the subject is never an
-    owner; if nobody else holds the role, the subject's own manager chain takes over.
+    Separation of duties: nobody decides a task of an instance that is about them (`decides`:
+    every user task outside the subject's own lanes). When the subject is the only holder of the
+    role, the next person up their manager chain takes over.
     """
     rule = lanes.get(lane or "")
     if rule is None:
@@ -105,24 +106,50 @@ def resolve_lane(session, lanes: dict, lane: str | None, subject: User, *, appro
     if rule.get("relation") == "subject":
         return LaneOwners([subject])
     if rule.get("relation") == "manager":
-        manager = first_active_manager(session, subject)
-        if manager is None:
-            return _fallback(session, f"{subject.username} has no active manager")
-        return LaneOwners([manager])
+        managers = [m for m in manager_chain(session, subject) if m.active]
+        level = int(rule.get("levels", 1))
+        if len(managers) < level:
+            return _fallback(session, f"{subject.username} has no active manager{' ' + str(level) + ' levels up' if level > 1 else ''}")
+        return LaneOwners([managers[level - 1]])
     role = rule.get("role")
     if not role:
         return _fallback(session, f"lane {lane!r} names neither a relation nor a role")
     region_id = subject.region_id if rule.get("scope") == "region" else None
     owners = users_with_role(session, role, region_id)
-    if approval:
+    if decides:
         owners = [u for u in owners if u.id != subject.id]
         if not owners:
             manager = first_active_manager(session, subject)
             if manager is not None:
-                return LaneOwners([manager], f"no {role} other than the submitter; routed to {manager.username}")
+                return LaneOwners([manager], f"no {role} other than {subject.username}; routed to {manager.username}")
     if not owners:
         return _fallback(session, f"nobody holds role {role!r}")
     return LaneOwners(owners)
+
+
+def may_take(session, lanes: dict, user: User | None, subject: User, lane: str | None) -> str | None:
+    """Why `user` may not be given a task in `lane` of an instance about `subject` by transfer or
+    add-signer (None: they may). Separation of duties: never the subject, an inactive person or an
+    administrator; a step outside the subject's own lanes goes only to someone who could decide
+    such steps — a holder of a role some lane names, or one of the subject's managers — never to a
+    peer or another region's rep."""
+    if user is None:
+        return "no such user"
+    if not user.active:
+        return "this person is not active"
+    if ADMIN_ROLE in user.role_names:
+        return "administrators do not decide tasks"
+    rule = lanes.get(lane or "") or {}
+    if rule.get("relation") == "subject":
+        return None  # the subject's own step (a revision, a lead's next step) may go to a colleague
+    if user.id == subject.id:
+        return "nobody approves their own request"
+    if any(m.id == user.id for m in manager_chain(session, subject)):
+        return None
+    lane_roles = {other.get("role") for other in lanes.values() if isinstance(other, dict)}
+    if user.role_names & lane_roles:
+        return None
+    return "this person holds no role that decides this step"
 
 
 def _fallback(session, reason: str) -> LaneOwners:

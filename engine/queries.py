@@ -4,13 +4,13 @@ Nothing here writes. Who may see what is asked of `access`, the same rules the c
 """
 from __future__ import annotations
 
-from sqlalchemy import select, text
+from sqlalchemy import bindparam, select, text
 
 from . import access
 from .errors import NotFound
-from .models import HumanTask, ProcessInstance
+from .models import Comment, HumanTask, InstanceCopy, ProcessInstance
 from .tables import (
-    HISTORY, OPEN_TASKS_OF, TASKS_BY_ID, instance_id as parse_instance_id, is_uuid, iso, task_dict, usernames,
+    HISTORY, OPEN_TASKS_OF, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, USER_TABLE, instance_id as parse_instance_id, is_uuid, iso, task_dict, usernames,
 )
 
 # The inbox is the hottest read: two index-driven heads (ix_human_tasks_inbox for "assigned to me",
@@ -31,6 +31,14 @@ _INBOX_COUNT = """SELECT
   (SELECT count(*) FROM human_tasks h WHERE h.assignee_id = :uid AND h.status = 'open'{extra}) +
   (SELECT count(*) FROM human_tasks h JOIN human_task_candidates c ON c.task_id = h.id
    WHERE c.user_id = :uid AND h.assignee_id IS NULL AND h.status = 'open'{extra})"""
+
+
+# the steps of an instance people finished (not added signers), in order: return targets
+_DONE_STEPS = select(TASK_TABLE.c.name, TASK_TABLE.c.lane, TASK_TABLE.c.completed_by_id).where(
+    TASK_TABLE.c.instance_id == bindparam("instance_id"), TASK_TABLE.c.status == "completed",
+    TASK_TABLE.c.parent_id.is_(None), TASK_TABLE.c.completed_by_id.is_not(None),
+    TASK_TABLE.c.completed_at <= bindparam("before")).order_by(TASK_TABLE.c.completed_at, TASK_TABLE.c.created_at)
+SIGNERS_OF = TASK_ROWS.where(TASK_TABLE.c.parent_id == bindparam("parent_id")).order_by(TASK_TABLE.c.created_at)
 
 
 def processes(rt, username: str) -> list[dict]:
@@ -145,7 +153,53 @@ def task(rt, task_id: str, username: str) -> dict:
             result["values"] = {k: v for k, v in source.items() if k in props}
         result["instance_status"] = inst.status
         result["can_act"] = access.can_act(session, row, user)
+        context = row.context or {}
+        result["returned"] = context.get("returned")  # why the work came back, shown to whoever gets it
+        result["via"] = context.get("via")
+        if row.parent_id is not None:
+            result["signer"] = {"mode": context.get("mode"), "added_by": context.get("added_by"),
+                                "comment": context.get("comment"), "step": row.parent_id}
+        if row.is_approval:
+            step = row if row.parent_id is None else session.execute(TASKS_BY_ID, {"ids": [row.parent_id]}).first()
+            result["signers"] = [
+                {"id": s.id, "username": s.assignee, "mode": (s.context or {}).get("mode"), "status": s.status}
+                for s in session.execute(SIGNERS_OF, {"parent_id": step.id})] if step is not None else []
+            if row.status in ("open", "waiting") and step is not None:
+                result["return_targets"] = return_targets(session, parsed, inst, step)
+                result["can_add_signer"] = bool(result["can_act"] and row.parent_id is None)
         return result
+
+
+def return_targets(session, parsed, inst, step) -> list[dict]:
+    """The earlier user steps an approval step may send the work back to, oldest first: the
+    submitter's step always, then each step done since the latest (re)submission — of the top-level
+    process or of the step's own called process, finished before this step opened (never a
+    parallel sibling) — with whoever did it last."""
+    submitter = parsed.catalog.get("submitter_step") or parsed.catalog.get("first_task")
+    subject_lanes = {name for name, rule in parsed.lanes.items()
+                     if isinstance(rule, dict) and rule.get("relation") == "subject"}
+    mine = parsed.tasks_by_name.get(step.name)
+    subject = usernames(session, {inst.subject_id}).get(inst.subject_id)
+
+    def entry(name, by):
+        info = parsed.tasks_by_name.get(name)
+        return {"name": name, "title": info.title if info else name, "title_en": info.title_en if info else name,
+                "assignee": by}
+    found = {submitter: entry(submitter, subject)} if submitter else {}
+    rows = session.execute(_DONE_STEPS, {"instance_id": inst.id, "before": step.created_at}).all()
+    names = usernames(session, {r.completed_by_id for r in rows})
+    for r in rows:
+        info = parsed.tasks_by_name.get(r.name)
+        if info is None or r.name == step.name:
+            continue
+        if parsed.catalog.get("submitter_step") and r.lane in subject_lanes:
+            found = {submitter: entry(submitter, names.get(r.completed_by_id, subject))}  # a new pass begins
+            continue
+        if mine is not None and info.process not in (parsed.process_id, mine.process):
+            continue
+        found.pop(r.name, None)
+        found[r.name] = entry(r.name, names.get(r.completed_by_id))
+    return list(found.values())
 
 
 def diagram(rt, instance_id, username: str, titles_lang: str = "zh") -> str:
@@ -198,4 +252,24 @@ def instance_dict(rt, session, inst, *, with_history: bool, tasks=None, names: d
         titles = parsed.titles
         result["history"] = [{"at": iso(e.at), "actor": e.actor, "action": e.action, "task": e.task,
                               "detail": e.detail or {}, "task_title": titles.get(e.task)} for e in events]
+        result["copied_to"] = copied_to(session, inst.id)
     return result
+
+
+def comments(rt, instance_id, username: str) -> list[dict]:
+    with rt.db.read() as session:
+        user = access.actor(session, username)
+        inst = session.get(ProcessInstance, parse_instance_id(instance_id))
+        if inst is None or not access.can_see(session, inst, user):
+            raise NotFound(f"instance {instance_id} not found")
+        rows = session.scalars(select(Comment).where(Comment.instance_id == inst.id).order_by(Comment.at, Comment.id)).all()
+        names = usernames(session, {r.author_id for r in rows})
+        return [{"id": r.id, "at": iso(r.at), "author": names.get(r.author_id), "text": r.text, "attachments": []}
+                for r in rows]
+
+
+def copied_to(session, instance_id: int) -> list[str]:
+    rows = session.execute(select(USER_TABLE.c.username).join(
+        InstanceCopy, InstanceCopy.user_id == USER_TABLE.c.id).where(InstanceCopy.instance_id == instance_id)
+        .order_by(InstanceCopy.at, USER_TABLE.c.username)).all()
+    return [r.username for r in rows]

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -31,18 +31,19 @@ from .db import Database
 from .definitions import DefinitionRegistry, ParsedDefinition, WorkflowDirectory
 from .errors import Conflict, NotFound, ProcessError
 from .expressions import ExpressionError, SalesflowScriptEngine
-from .models import NO_DUE_DATE, InstanceParticipant, Timer, User
-from .services import Services, current_command
+from .models import NO_DUE_DATE, InstanceCopy, InstanceParticipant, Timer, User
+from .services import Services, current_command, release_reservations
 from .tables import (
-    DELETE_CANDIDATES, DELETE_TASK, INSERT_CANDIDATE, INSERT_TASK, INSTANCE, INSTANCE_FOR_UPDATE,
+    DELETE_CANDIDATES, INSERT_CANDIDATE, INSERT_TASK, INSTANCE, INSTANCE_FOR_UPDATE,
     INSTANCE_FOR_UPDATE_SKIP_LOCKED, INSTANCE_TASKS, TASK_BY_ID, TASK_COLUMNS, UPDATE_INSTANCE, UPDATE_TASK,
-    ADD_HISTORY, is_uuid, iso, json_safe,
+    ADD_HISTORY, ADD_NOTIFICATION, ARCHIVE_TASK, is_uuid, iso, json_safe, username as username_of,
 )
 
 log = logging.getLogger("salesflow.engine")
 
 DEFAULT_WORKFLOWS_DIR = Path(__file__).resolve().parent.parent / "workflows"
 MAX_SETTLE_ROUNDS = 50
+LIVE_STATUSES = ("open", "waiting", "held")
 ACTOR = object()  # "the command's actor" in Command.record
 
 @dataclass(eq=False)
@@ -69,6 +70,8 @@ class TaskRow:
     created_at: datetime
     completed_at: datetime | None
     completed_by_id: int | None
+    parent_id: str | None = None  # an added signer's task: the BPMN task row it signs for
+    context: dict | None = None
     new: bool = False  # not in the table yet: inserted on save
     changed: bool = False  # status or assignee changed: updated on save
 
@@ -79,6 +82,19 @@ class TaskRow:
 
     def columns(self) -> dict:
         return {name: getattr(self, name) for name in TASK_COLUMNS}
+
+    @property
+    def live(self) -> bool:
+        """Mirrors a READY BPMN task: open, waiting for signers added before, or held for signers after."""
+        return self.status in LIVE_STATUSES
+
+    @property
+    def natural(self) -> bool:
+        """Whether its owner got it from the lane rules (not by transfer, add-signer or a return)."""
+        return not (self.context or {}).get("via")
+
+    def with_context(self, **values) -> dict:
+        return {**(self.context or {}), **values}
 
 
 @dataclass(eq=False)
@@ -117,6 +133,13 @@ class Command:
     candidates: list = field(default_factory=list)  # (task id, user id) of new claim pools, written on save
     had_timers: bool = True  # whether the instance may have waiting timer rows
     task: "TaskRow | None" = None  # the task the command acts on, as of the lock
+    # for tasks this command opens: owners by task name (a return resumes a step with whoever did it
+    # before) and context (why the task came, e.g. the return's reason)
+    owners: dict = field(default_factory=dict)
+    new_context: dict | None = None
+    notifications: list = field(default_factory=list)  # (user id, kind, task id, params), written on save
+    signers_loaded: set = field(default_factory=set)  # step row ids whose added signers' rows are held
+    copies: list = field(default_factory=list)  # (user id, by user id or None, comment): CC, written on save
 
     def task_completed(self, task) -> None:
         if is_timer(task):
@@ -131,6 +154,13 @@ class Command:
         """Queue a history event; actor defaults to whoever runs the command, None means the system."""
         self.history.append((self.actor if actor is ACTOR else actor, action, task, detail))
 
+    def notify(self, kind: str, user_ids, task_id: str | None = None, **params) -> None:
+        """Queue a notification for each user (never for the actor themselves)."""
+        me = self.actor.id if self.actor else None
+        for uid in dict.fromkeys(user_ids):
+            if uid is not None and uid != me:
+                self.notifications.append((uid, kind, task_id, params))
+
 
 
 class Runner:
@@ -143,6 +173,7 @@ class Runner:
         self.script_engine = SalesflowScriptEngine(self.calendar, Services())
         dialect_insert = sqlite_insert if db.is_sqlite else postgresql_insert
         self._add_participants = dialect_insert(InstanceParticipant.__table__).on_conflict_do_nothing()
+        self._add_copies = dialect_insert(InstanceCopy.__table__).on_conflict_do_nothing()
 
 
     # --------------------------------------------------------------- loading
@@ -185,6 +216,17 @@ class Runner:
                 {"instance_id": inst.id, "user_id": uid} for uid in sorted(cmd.participants)])
             cmd.participants.clear()
         self._write_history(cmd)
+        if cmd.copies:
+            cmd.session.execute(self._add_copies, [
+                {"instance_id": inst.id, "user_id": uid, "by_id": by, "at": cmd.now, "comment": comment}
+                for uid, by, comment in cmd.copies])
+            cmd.copies.clear()
+        if cmd.notifications:
+            cmd.session.execute(ADD_NOTIFICATION, [
+                {"user_id": uid, "kind": kind, "instance_id": inst.id, "task_id": task_id, "at": cmd.now,
+                 "actor_id": cmd.actor.id if cmd.actor else None, "params": params, "read_at": None}
+                for uid, kind, task_id, params in cmd.notifications])
+            cmd.notifications.clear()
 
     # ------------------------------------------------------------ execution
     def _run(self, cmd: Command, fn, *args):
@@ -254,47 +296,57 @@ class Runner:
         for found in found_rows:
             if found.id not in cmd.tasks:
                 cmd.tasks[found.id] = TaskRow(**found._mapping)
-        open_rows = {tid: row for tid, row in cmd.tasks.items() if row.status == "open"}
-        for task_id, row in open_rows.items():
+        live = {tid: row for tid, row in cmd.tasks.items() if row.live and row.parent_id is None}
+        for task_id, row in live.items():
             if task_id in ready:
                 continue
             spiff_task = find_task(wf, task_id)
-            status = "completed" if spiff_task is not None and spiff_task.state == TaskState.COMPLETED else "cancelled"
-            row.update(status=status, completed_at=cmd.now)
-            if status == "cancelled":
+            done = spiff_task is not None and spiff_task.state == TaskState.COMPLETED and row.status != "waiting"
+            row.update(status="completed" if done else "cancelled", completed_at=row.completed_at or cmd.now)
+            if not done:
                 cmd.record("task_cancelled", row.name, actor=None)
+        for row in cmd.tasks.values():  # an added signer's task ends with the step it signs for
+            if row.parent_id is not None and row.status == "open" and row.parent_id not in ready:
+                row.update(status="cancelled", completed_at=cmd.now)
+                cmd.record("task_cancelled", row.name, actor=None, signer=username_of(session, row.assignee_id))
         auto = []
         for task_id, task in ready.items():
-            if task_id in open_rows:
+            if task_id in live:
                 continue
             info = cmd.parsed.tasks.get(task.task_spec.name)
             if info is None:
                 raise ProcessError(f"task {task.task_spec.name} has no form definition")
+            context = dict(cmd.new_context or {}) or None
+            resumed = cmd.owners.get(info.name)
             with session.no_autoflush:  # reads the org chart only
-                owners = org.resolve_lane(session, cmd.parsed.lanes, info.lane, cmd.subject, approval=info.is_approval)
+                if resumed is not None:  # a return resumes the step with whoever did it before
+                    owners = org.LaneOwners([session.get(User, resumed)])
+                    context = {**(context or {}), "via": "return"}
+                else:
+                    owners = org.resolve_lane(session, cmd.parsed.lanes, info.lane, cmd.subject, decides=True)
             if owners.note:
                 cmd.record("routed", info.name, actor=None, reason=owners.note)
             due = self._due_at(task)
             old = cmd.tasks.get(task_id)
-            if old is not None:  # a task reopened by a loop keeps its id in SpiffWorkflow: its row starts afresh
+            if old is not None:  # a task reopened by a loop or a reset keeps its id in SpiffWorkflow
                 cmd.candidates = [(t, u) for t, u in cmd.candidates if t != task_id]
-                if not old.new:
+                if not old.new:  # its finished row stays (已办, history) under a fresh id
                     session.execute(DELETE_CANDIDATES, {"task_id": task_id})
-                    session.execute(DELETE_TASK, {"task_id": task_id})
+                    session.execute(ARCHIVE_TASK, {"task_id": task_id, "new_id": str(uuid4())})
             row = TaskRow(
                 id=task_id, instance_id=inst.id, process_id=inst.process_id, name=info.name, title=info.title,
                 title_en=info.title_en, lane=info.lane, form=info.form, data_key=info.data_key,
                 is_approval=info.is_approval, status="open", due_at=due, sort_due=due or NO_DUE_DATE, created_at=cmd.now,
                 candidate_role=(cmd.parsed.lanes.get(info.lane or "") or {}).get("role"), region_id=inst.region_id,
                 assignee_id=owners.users[0].id if len(owners.users) == 1 else None, completed_at=None,
-                completed_by_id=None, new=True)
+                completed_by_id=None, context=context, new=True)
             cmd.tasks[task_id] = row
             if len(owners.users) > 1:  # a pool to claim from; a single owner is simply the assignee
                 cmd.candidates.extend((task_id, u.id) for u in owners.users)
             for user in owners.users:
                 self._participate(cmd, user.id)
             only = owners.users[0] if len(owners.users) == 1 else None
-            if info.is_approval and only is not None and only.id == inst.last_approver_id:
+            if info.is_approval and only is not None and only.id == inst.last_approver_id and resumed is None:
                 # the same person is not asked twice in a row: their previous approval stands
                 data = {"decision": "approve", "comment": "自动通过：与上一步审批人相同 (auto-approved: same approver as the previous step)"}
                 row.update(status="completed", completed_at=cmd.now, completed_by_id=only.id)
@@ -304,6 +356,9 @@ class Runner:
                 cmd.record("task_created", info.name, actor=None,
                            assignee=only.username if only else None,
                            candidates=[u.username for u in owners.users] if not only else None)
+                kind = "returned" if (context or {}).get("returned") else "task_assigned"
+                cmd.notify(kind, [u.id for u in owners.users], task_id, task=info.name,
+                           pool=None if only else True)
         return auto
 
     def _sync_timers(self, cmd: Command, wf: BpmnWorkflow) -> None:
@@ -337,7 +392,7 @@ class Runner:
             row.status, row.fired_at = "fired", cmd.now
             cmd.record("timer_fired", row.name, actor=None, title=row.title, due_at=iso(row.due_at))
             if event.get("notify"):
-                owners = org.resolve_lane(session, cmd.parsed.lanes, event["notify"], cmd.subject, approval=False)
+                owners = org.resolve_lane(session, cmd.parsed.lanes, event["notify"], cmd.subject, decides=False)
                 for user in owners.users:
                     self._participate(cmd, user.id)
                 cmd.record("notified", row.name, actor=None, to=[u.username for u in owners.users],
@@ -355,14 +410,20 @@ class Runner:
         inst = cmd.instance
         if wf.is_completed():
             data = dict(wf.data)
-            outcome = None
+            outcome, end = None, {}
             for task in wf.get_tasks(state=TaskState.COMPLETED, spec_class=EndEvent):
                 if task.workflow is wf:
-                    outcome = cmd.parsed.events.get(task.task_spec.name, {}).get("outcome") or outcome
+                    event = cmd.parsed.events.get(task.task_spec.name, {})
+                    if event.get("outcome"):
+                        outcome, end = event["outcome"], event
             if outcome:
                 data["outcome"] = outcome
-            inst.status, inst.completed_at = "completed", cmd.now
-            cmd.record("instance_completed", None, actor=None, outcome=data.get("outcome"))
+            if inst.status == "running":
+                inst.status, inst.completed_at = "completed", cmd.now
+                cmd.record("instance_completed", None, actor=None, outcome=data.get("outcome"))
+                release_reservations(cmd)  # an approved claim's reservation became spending already
+                self._copy_declared(cmd, end, data)
+                cmd.notify("outcome", [inst.started_by_id, inst.subject_id], outcome=data.get("outcome"))
         else:
             data = {}
             if wf.last_task is not None:
@@ -371,6 +432,19 @@ class Runner:
                 data.update(task.data)
         data.pop("data_objects", None)
         inst.data = json_safe(data)
+
+    def _copy_declared(self, cmd: Command, end: dict, data: dict) -> None:
+        """An end event may copy the finished instance to a lane (`cc`), when `ccCondition` holds."""
+        lane = end.get("cc")
+        if not lane:
+            return
+        condition = end.get("ccCondition")
+        if condition and not self._run(cmd, self.script_engine.environment.evaluate, condition, dict(data)):
+            return
+        owners = org.resolve_lane(cmd.session, cmd.parsed.lanes, lane, cmd.subject, decides=False)
+        if owners.note:
+            return  # nobody fits the lane: no copy (never the administrators' fallback)
+        copy_to(cmd, owners.users, None, None)
 
     @staticmethod
     def _participate(cmd: Command, user_id: int) -> None:
@@ -387,7 +461,7 @@ class Runner:
             cmd.session.execute(INSERT_CANDIDATE, [{"task_id": t, "user_id": u} for t, u in cmd.candidates])
         if changed:
             cmd.session.execute(UPDATE_TASK, [
-                {"_id": row.id, "status": row.status, "assignee_id": row.assignee_id,
+                {"_id": row.id, "status": row.status, "assignee_id": row.assignee_id, "context": row.context,
                  "completed_at": row.completed_at, "completed_by_id": row.completed_by_id} for row in changed])
         for row in new + changed:
             row.new = row.changed = False
@@ -429,6 +503,19 @@ class Runner:
             row = task_row(cmd.session, row.id)
         cmd.tasks[row.id] = row
         return row
+
+
+def copy_to(cmd: Command, users, by: User | None, comment: str | None) -> list[str]:
+    """CC (抄送): the users may read the instance and comment, are told, and decide nothing."""
+    names = []
+    for user in users:
+        cmd.participants.add(user.id)
+        cmd.copies.append((user.id, by.id if by else None, comment))
+        names.append(user.username)
+    if names:
+        cmd.record("copied", None, actor=by, to=names, comment=comment, automatic=True if by is None else None)
+        cmd.notify("cc", [u.id for u in users], comment=comment)
+    return names
 
 
 def task_row(session, task_id: str) -> TaskRow:

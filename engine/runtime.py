@@ -3,7 +3,9 @@
 Where things live:
 - `runner.py` — the transaction runner every command goes through (lock, load, act, settle,
   save, sync the task and timer tables, history — or roll back whole); `Engine` is a Runner.
-- `commands/` — the verbs, one small function each, by subject (`instances`, `tasks`, `timers`).
+- `commands/` — the verbs, one small function each, by subject: `instances` (start, withdraw, CC,
+  urge, comment), `tasks` (complete — approve, return to any step, reject —, claim, transfer,
+  bulk), `signers` (add signer before / after / parallel), `timers`.
 - `queries.py` — the read side (inbox, instance and task views, diagrams).
 - `access.py` — who may see an instance, act on a task, start a process (both sides ask it).
 - `org.py` — people and the org chart (lane owners, manager chains, passwords).
@@ -16,10 +18,13 @@ from sqlalchemy import select
 
 from . import access, org, queries
 from .commands import instances as instance_commands
+from .commands import signers as signer_commands
 from .commands import tasks as task_commands
 from .commands import timers as timer_commands
 from .models import User
-from .runner import DEFAULT_WORKFLOWS_DIR, Runner  # noqa: F401  (DEFAULT_WORKFLOWS_DIR: public)
+from .runner import DEFAULT_WORKFLOWS_DIR, Runner
+
+__all__ = ["DEFAULT_WORKFLOWS_DIR", "Engine"]
 
 
 class Engine(Runner):
@@ -53,6 +58,21 @@ class Engine(Runner):
     def delegate(self, task_id: str, username: str, to: str, comment: str | None = None) -> dict:
         return task_commands.delegate(self, task_id, username, to, comment)
 
+    def add_signer(self, task_id: str, username: str, users, mode, comment=None) -> dict:
+        return signer_commands.add_signer(self, task_id, username, users, mode, comment)
+
+    def bulk_complete(self, ids, username: str, data) -> list[dict]:
+        return task_commands.bulk_complete(self, ids, username, data)
+
+    def copy(self, instance_id, username: str, users, comment=None) -> dict:
+        return instance_commands.copy(self, instance_id, username, users, comment)
+
+    def urge(self, instance_id, username: str, comment=None) -> dict:
+        return instance_commands.urge(self, instance_id, username, comment)
+
+    def comment(self, instance_id, username: str, text, attachments=None) -> dict:
+        return instance_commands.comment(self, instance_id, username, text, attachments)
+
     def fire_due_timers(self, at: datetime | None = None, limit: int = 1000) -> list[dict]:
         return timer_commands.fire_due_timers(self, at, limit)
 
@@ -76,6 +96,9 @@ class Engine(Runner):
 
     def task(self, task_id: str, username: str) -> dict:
         return queries.task(self, task_id, username)
+
+    def comments(self, instance_id, username: str) -> list[dict]:
+        return queries.comments(self, instance_id, username)
 
     def diagram(self, instance_id, username: str, titles_lang: str = "zh") -> str:
         return queries.diagram(self, instance_id, username, titles_lang)

@@ -9,7 +9,7 @@ from contextvars import ContextVar
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import bindparam, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select
 
 from . import clock
 from .models import Budget, BudgetEntry, ProcessInstance, Region, User
@@ -21,11 +21,13 @@ def _period(value) -> str:
     return date.fromisoformat(str(value)[:10]).isoformat()[:7]
 
 
-# Both budget statements run on an approval's path: Core, built once, one round trip each.
+# The budget statements run on an expense claim's path: Core, built once, one round trip each.
 _REGIONS, _BUDGETS, _ENTRIES = Region.__table__, Budget.__table__, BudgetEntry.__table__
-_SPENT = select(func.coalesce(func.sum(_ENTRIES.c.amount), 0)).where(
+# what other claims hold against the budget: their spending and their reservations (a claim's own
+# reservation is never counted against itself)
+_HELD = select(func.coalesce(func.sum(_ENTRIES.c.amount), 0)).where(
     _ENTRIES.c.region_id == _REGIONS.c.id, _ENTRIES.c.category == bindparam("category"),
-    _ENTRIES.c.period == bindparam("period")).scalar_subquery()
+    _ENTRIES.c.period == bindparam("period"), _ENTRIES.c.instance_id != bindparam("instance_id")).scalar_subquery()
 
 
 def _budget_of(period):
@@ -35,18 +37,31 @@ def _budget_of(period):
 
 
 # the region's id and what is left of its budget: the month's own budget, else the standing
-# monthly one (period "*"), minus what approved claims booked against it
-_REMAINING = select(_REGIONS.c.id, func.coalesce(_budget_of(bindparam("period")), _budget_of("*"), 0) - _SPENT) \
+# monthly one (period "*"), minus what other claims spent or reserved
+_REMAINING = select(_REGIONS.c.id, func.coalesce(_budget_of(bindparam("period")), _budget_of("*"), 0) - _HELD) \
     .where(_REGIONS.c.code == bindparam("region"))
+# on PostgreSQL two claims of one region must not read the budget at once (both would skip the
+# special approval): the region row is the lock; SQLite's write transaction already serialises them
+_LOCK_REGION = select(_REGIONS.c.id).where(_REGIONS.c.code == bindparam("region")).with_for_update()
 _BOOK = insert(_ENTRIES)
+_RELEASE = delete(_ENTRIES).where(_ENTRIES.c.instance_id == bindparam("instance_id"), _ENTRIES.c.kind == "reserved")
 
 
-def _remaining(session, region_code: str, category: str, period: str) -> tuple[int, Decimal]:
-    """(region id, budget left) for a region code, category and YYYY-MM period."""
-    row = session.execute(_REMAINING, {"region": region_code, "category": category, "period": period}).first()
+def _remaining(cmd, region_code: str, category: str, period: str) -> tuple[int, Decimal]:
+    """(region id, budget left for this claim) for a region code, category and YYYY-MM period."""
+    session = cmd.session
+    if session.get_bind().dialect.name != "sqlite":
+        session.execute(_LOCK_REGION, {"region": region_code})
+    row = session.execute(_REMAINING, {"region": region_code, "category": category, "period": period,
+                                       "instance_id": cmd.instance.id}).first()
     if row is None:
         raise ValueError(f"unknown region {region_code!r}")
     return row[0], Decimal(str(row[1] or 0))
+
+
+def release_reservations(cmd) -> None:
+    """Give back what the instance reserved (reject, withdraw, return to the submitter, any end)."""
+    cmd.session.execute(_RELEASE, {"instance_id": cmd.instance.id})
 
 
 class Services:
@@ -61,18 +76,35 @@ class Services:
             return handler(cmd, **params)
 
     def op_budget_remaining(self, cmd, region, category, incurred_on):
+        """What is left after other claims' spending and reservations (versions before budget.reserve)."""
         if not region:
             return 0.0  # no region, no budget: anything spent needs special approval
-        return float(_remaining(cmd.session, region, category, _period(incurred_on))[1])
+        return float(_remaining(cmd, region, category, _period(incurred_on))[1])
+
+    def op_budget_reserve(self, cmd, region, category, incurred_on, amount):
+        """Reserve the claim's amount when it is routed; returns what was left before it, so routing
+        sees every claim in flight. A resubmission replaces the claim's earlier reservation."""
+        if not region:
+            return 0.0
+        period = _period(incurred_on)
+        region_id, remaining = _remaining(cmd, region, category, period)
+        release_reservations(cmd)
+        cmd.session.execute(_BOOK, {"region_id": region_id, "category": category, "period": period,
+                                    "amount": Decimal(str(amount)), "instance_id": cmd.instance.id,
+                                    "created_at": clock.now(), "kind": "reserved"})
+        return float(remaining)
 
     def op_budget_consume(self, cmd, region, category, incurred_on, amount):
+        """Approval: the reservation becomes spending."""
         if not region:
             return {"booked": False}
         period = _period(incurred_on)
-        region_id, remaining = _remaining(cmd.session, region, category, period)
+        region_id, remaining = _remaining(cmd, region, category, period)
+        release_reservations(cmd)
         booked = Decimal(str(amount))
         cmd.session.execute(_BOOK, {"region_id": region_id, "category": category, "period": period,
-                                    "amount": booked, "instance_id": cmd.instance.id, "created_at": clock.now()})
+                                    "amount": booked, "instance_id": cmd.instance.id, "created_at": clock.now(),
+                                    "kind": "spent"})
         return {"booked": True, "period": period, "remaining": float(remaining - booked)}
 
     # ---------------------------------------------------------------- generic

@@ -9,7 +9,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 
 from . import clock
 from .errors import NotFound
-from .models import HistoryEvent, HumanTask, HumanTaskCandidate, ProcessInstance, User
+from .models import HistoryEvent, HumanTask, HumanTaskCandidate, Notification, ProcessInstance, User
 
 INSTANCE_TABLE = ProcessInstance.__table__
 INSTANCE = select(INSTANCE_TABLE).where(INSTANCE_TABLE.c.id == bindparam("id"))
@@ -22,17 +22,19 @@ TASK_TABLE, USER_TABLE, HISTORY_TABLE = HumanTask.__table__, User.__table__, His
 CANDIDATE_TABLE = HumanTaskCandidate.__table__
 TASK_COLUMNS = tuple(column.name for column in TASK_TABLE.columns)
 TASK_BY_ID = select(TASK_TABLE).where(TASK_TABLE.c.id == bindparam("id"))
-INSTANCE_TASKS = select(TASK_TABLE).where(  # its open tasks, and rows of ids SpiffWorkflow reports ready
+INSTANCE_TASKS = select(TASK_TABLE).where(  # its live tasks, and rows of ids SpiffWorkflow reports ready
     TASK_TABLE.c.instance_id == bindparam("instance_id"),
-    (TASK_TABLE.c.status == "open") | TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+    TASK_TABLE.c.status.in_(("open", "waiting", "held")) | TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
 INSERT_TASK = insert(TASK_TABLE)
 UPDATE_TASK = update(TASK_TABLE).where(TASK_TABLE.c.id == bindparam("_id"))
-DELETE_TASK = delete(TASK_TABLE).where(TASK_TABLE.c.id == bindparam("task_id"))
+# a step resumed by a return keeps its SpiffWorkflow id: its finished row moves to a fresh id (已办 keeps it)
+ARCHIVE_TASK = update(TASK_TABLE).where(TASK_TABLE.c.id == bindparam("task_id")).values(id=bindparam("new_id"))
 INSERT_CANDIDATE = insert(CANDIDATE_TABLE)
 DELETE_CANDIDATES = delete(CANDIDATE_TABLE).where(CANDIDATE_TABLE.c.task_id == bindparam("task_id"))
 IS_CANDIDATE = select(CANDIDATE_TABLE.c.task_id).where(
     CANDIDATE_TABLE.c.task_id == bindparam("task_id"), CANDIDATE_TABLE.c.user_id == bindparam("user_id"))
 ADD_HISTORY = insert(HISTORY_TABLE)  # one executemany, whichever keys are None
+ADD_NOTIFICATION = insert(Notification.__table__)
 # Reads for responses: Core rows (no ORM identity map or object loading), usernames joined in.
 ASSIGNEE = USER_TABLE.alias("assignee")
 TASK_ROWS = select(TASK_TABLE, ASSIGNEE.c.username.label("assignee")) \
@@ -61,14 +63,25 @@ def usernames(session, ids) -> dict[int, str]:
 def task_dict(row) -> dict:
     """The task object of a TASK_ROWS row (a human_tasks row, its assignee's username joined in)."""
     now = clock.now()
-    return {
+    status = _PUBLIC_STATUS.get(row.status, row.status)
+    result = {
         "id": row.id, "instance_id": row.instance_id, "process_id": row.process_id, "name": row.name,
         "title": row.title, "title_en": row.title_en, "lane": row.lane,
-        "assignee": row.assignee, "status": row.status,
-        "due_at": iso(row.due_at), "overdue": bool(row.status == "open" and row.due_at and row.due_at < now),
+        "assignee": row.assignee, "status": status,
+        "due_at": iso(row.due_at), "overdue": bool(status == "open" and row.due_at and row.due_at < now),
         "created_at": iso(row.created_at), "completed_at": iso(row.completed_at),
         "is_approval": row.is_approval,
     }
+    if row.status == "waiting":
+        result["waiting_for_signers"] = True
+    if row.parent_id is not None:
+        result["signs_for"] = row.parent_id
+    return result
+
+
+# a step waiting for signers added before it is still open; an approval held for the signers after
+# it is completed for its owner (the task object knows open, completed, cancelled)
+_PUBLIC_STATUS = {"waiting": "open", "held": "completed"}
 
 
 def iso(value: datetime | None) -> str | None:

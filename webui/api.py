@@ -6,7 +6,7 @@ from functools import wraps
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import HTTPException
 
-from engine.errors import EngineError, ValidationFailed
+from engine.errors import EngineError, RateLimited, ValidationFailed
 
 from .auth import issue_token, user_from_token
 
@@ -25,6 +25,10 @@ def error(status: int, message: str, **extra):
 def _engine_error(exc: EngineError):
     if isinstance(exc, ValidationFailed):
         return error(422, exc.message, errors=exc.errors)
+    if isinstance(exc, RateLimited):
+        response, status = error(429, exc.message)
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response, status
     return error(exc.status, exc.message)
 
 
@@ -174,3 +178,52 @@ def delegate(task_id):
         raise ValidationFailed({"comment": "must be a string"})
     return jsonify(engine().delegate(task_id, g.username, body.get("to"), comment))
 
+
+
+def _optional_text(body: dict, name: str):
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise ValidationFailed({name: "must be a string"})
+    return value
+
+
+@bp.post("/tasks/<task_id>/add-signer")
+@authenticated
+def add_signer(task_id):
+    body = json_body()
+    return jsonify(engine().add_signer(task_id, g.username, body.get("users"), body.get("mode"),
+                                       _optional_text(body, "comment")))
+
+
+@bp.post("/tasks/bulk-complete")
+@authenticated
+def bulk_complete():
+    body = json_body()
+    return jsonify({"results": engine().bulk_complete(body.get("ids"), g.username, body.get("data", {}))})
+
+
+@bp.post("/instances/<instance_id>/cc")
+@authenticated
+def copy(instance_id):
+    body = json_body()
+    return jsonify(engine().copy(instance_id, g.username, body.get("users"), _optional_text(body, "comment")))
+
+
+@bp.post("/instances/<instance_id>/urge")
+@authenticated
+def urge(instance_id):
+    body = json_body(required=False)
+    return jsonify(engine().urge(instance_id, g.username, _optional_text(body, "comment")))
+
+
+@bp.get("/instances/<instance_id>/comments")
+@authenticated
+def comments(instance_id):
+    return jsonify(engine().comments(instance_id, g.username))
+
+
+@bp.post("/instances/<instance_id>/comments")
+@authenticated
+def add_comment(instance_id):
+    body = json_body()
+    return jsonify(engine().comment(instance_id, g.username, body.get("text"), body.get("attachments"))), 201

@@ -1,19 +1,21 @@
-"""Verbs on a whole instance: start, withdraw."""
+"""Verbs on a whole instance: start, withdraw, copy (CC), urge, comment."""
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import func, select, update
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 
 from .. import clock, org
 from ..access import actor as get_actor, can_see, may_start
-from ..errors import BadRequest, Conflict, Forbidden, NotFound, ValidationFailed
+from ..errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
 from ..forms import validate_form
-from ..models import Timer
+from ..models import Comment, HistoryEvent, Timer
 from ..queries import instance_dict
-from ..runner import Command, InstanceRow
-from ..tables import INSERT_INSTANCE, TASK_TABLE, instance_id as parse_instance_id
+from ..runner import Command, InstanceRow, copy_to
+from ..tables import CANDIDATE_TABLE, INSERT_INSTANCE, TASK_TABLE, instance_id as parse_instance_id, iso, usernames
+from ..services import release_reservations
 from .tasks import complete_loaded
 
 
@@ -82,8 +84,10 @@ def withdraw(rt, instance_id, username: str) -> dict:
         session, inst, actor = cmd.session, cmd.instance, cmd.actor
         if not can_see(session, inst, actor):
             raise NotFound(f"instance {instance_id} not found")
-        if inst.started_by_id != actor.id:
-            raise Forbidden("only the person who started it may withdraw it")
+        may = {inst.started_by_id} | ({inst.subject_id} if cmd.parsed.catalog.get("subject_may_withdraw") else set())
+        if actor.id not in may:
+            raise Forbidden("only the person who started it may withdraw it" if len(may) == 1 else
+                            "only the person who started it, or whom it is about, may withdraw it")
         if inst.status != "running":
             raise Conflict(f"instance {instance_id} is {inst.status}, not running")
         wf = rt._load(cmd)
@@ -96,5 +100,113 @@ def withdraw(rt, instance_id, username: str) -> dict:
         data["outcome"] = "withdrawn"
         inst.data, inst.status, inst.completed_at = data, "cancelled", cmd.now
         cmd.record("withdrawn", None)
+        release_reservations(cmd)
         rt._save(cmd, wf)
         return instance_dict(rt, session, inst, with_history=True)
+
+
+MAX_COPIES = 20
+URGE_INTERVAL = timedelta(hours=1)
+MENTION = re.compile(r"@([A-Za-z0-9_.\-]+)")
+
+
+def copy(rt, instance_id, username: str, users, comment: str | None = None) -> dict:
+    """CC (抄送) by anyone who can see the instance: each user may then read it, its comments and
+    attachments, and comment; they decide nothing."""
+    with rt.command(username, instance_id=parse_instance_id(instance_id)) as cmd:
+        session, actor = cmd.session, cmd.actor
+        if not can_see(session, cmd.instance, actor):
+            raise NotFound(f"instance {instance_id} not found")
+        if not isinstance(users, list) or not 1 <= len(users) <= MAX_COPIES \
+                or not all(isinstance(u, str) and u for u in users):
+            raise ValidationFailed({"users": f"give 1 to {MAX_COPIES} usernames"})
+        _text(comment, "comment", required=False)
+        found, unknown = [], []
+        for name in dict.fromkeys(users):
+            user = org.user_by_name(session, name)
+            if user is None or not user.active:
+                unknown.append(name)
+            elif user.id != actor.id:
+                found.append(user)
+        if unknown:
+            raise ValidationFailed({"users": "no active user: " + ", ".join(unknown)})
+        if not found:
+            raise ValidationFailed({"users": "copying a request to yourself does nothing"})
+        copy_to(cmd, found, actor, comment or None)
+        rt._save(cmd)
+        return instance_dict(rt, session, cmd.instance, with_history=True)
+
+
+def urge(rt, instance_id, username: str, comment: str | None = None) -> dict:
+    """催办 by the starter or the subject: the owners (or candidates) of the open tasks are told.
+    At most once an hour per instance."""
+    with rt.command(username, instance_id=parse_instance_id(instance_id)) as cmd:
+        session, inst, actor = cmd.session, cmd.instance, cmd.actor
+        if not can_see(session, inst, actor):
+            raise NotFound(f"instance {instance_id} not found")
+        if actor.id not in (inst.started_by_id, inst.subject_id):
+            raise Forbidden("only the person who started it, or whom it is about, may urge it")
+        if inst.status != "running":
+            raise Conflict(f"instance {instance_id} is {inst.status}, not running")
+        _text(comment, "comment", required=False)
+        last = session.scalar(select(func.max(HistoryEvent.at)).where(
+            HistoryEvent.instance_id == inst.id, HistoryEvent.action == "urged"))
+        if last is not None and cmd.now - last < URGE_INTERVAL:
+            wait = int((last + URGE_INTERVAL - cmd.now).total_seconds()) + 1
+            raise RateLimited(f"this request was urged less than an hour ago; try again in {wait // 60 + 1} minutes",
+                              wait)
+        rows = session.execute(select(TASK_TABLE.c.id, TASK_TABLE.c.assignee_id).where(
+            TASK_TABLE.c.instance_id == inst.id, TASK_TABLE.c.status == "open")).all()
+        pools = session.execute(select(CANDIDATE_TABLE.c.task_id, CANDIDATE_TABLE.c.user_id).where(
+            CANDIDATE_TABLE.c.task_id.in_([r.id for r in rows if r.assignee_id is None] or [""]))).all()
+        targets = [(r.id, r.assignee_id) for r in rows if r.assignee_id is not None] + list(pools)
+        ids = {uid for _t, uid in targets}
+        names = usernames(session, ids)
+        for task_id, uid in targets:
+            cmd.notify("urge", [uid], task_id, comment=comment or None)
+        notified = sorted(names[uid] for uid in ids)
+        cmd.record("urged", None, to=notified, comment=comment or None)
+        rt._save(cmd)
+        return {"notified": notified}
+
+
+def comment(rt, instance_id, username: str, text, attachments=None) -> dict:
+    """A comment on the instance's thread, by anyone who can see it; @username tells that user
+    when they can see the instance too."""
+    with rt.command(username, instance_id=parse_instance_id(instance_id)) as cmd:
+        session, inst, actor = cmd.session, cmd.instance, cmd.actor
+        if not can_see(session, inst, actor):
+            raise NotFound(f"instance {instance_id} not found")
+        text = _text(text, "text", required=True)
+        if attachments not in (None, []):
+            if not isinstance(attachments, list) or not all(isinstance(a, str) for a in attachments):
+                raise ValidationFailed({"attachments": "must be a list of attachment ids"})
+            raise ValidationFailed({"attachments": "unknown attachment: " + ", ".join(attachments)})
+        row = Comment(instance_id=inst.id, author_id=actor.id, at=cmd.now, text=text, attachments=[])
+        session.add(row)
+        session.flush()
+        mentioned = []
+        for name in dict.fromkeys(MENTION.findall(text)):
+            user = org.user_by_name(session, name)
+            if user is not None and user.active and user.id != actor.id and can_see(session, inst, user):
+                mentioned.append(user.id)
+        cmd.notify("mention", mentioned, None, comment_id=row.id)
+        rt._save(cmd)
+        return comment_dict(row, actor.username)
+
+
+def comment_dict(row, author: str) -> dict:
+    return {"id": row.id, "at": iso(row.at), "author": author, "text": row.text, "attachments": []}
+
+
+def _text(value, field: str, *, required: bool, limit: int = 5000) -> str | None:
+    if value is None and not required:
+        return None
+    if not isinstance(value, str):
+        raise ValidationFailed({field: "must be a string" if value is not None else "this field is required"})
+    value = value.strip()
+    if required and not value:
+        raise ValidationFailed({field: "this field is required"})
+    if len(value) > limit:
+        raise ValidationFailed({field: f"at most {limit} characters"})
+    return value

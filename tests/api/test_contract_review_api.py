@@ -185,34 +185,43 @@ def test_major_contract_legal_and_manager_in_parallel_then_director(api, changes
     assert inst["data"]["director_review"]["by"] == "frank"
 
 
-def test_major_one_reviewer_returns_the_other_still_decides_then_review_restarts(api):
+def test_major_one_reviewer_returns_the_step_ends_at_once_then_review_restarts(api):
     inst = start(api, contract(amount=800000))
     tasks = by_name(inst)
     inst = decide(api, "grace", tasks["legal_review_task"], {"decision": "return", "comment": "违约责任不明确"})
-    # the manager's branch is not left dangling: it stays open and must be decided
-    assert set(by_name(inst)) == {"manager_review_task"}
-    inst = decide(api, "dave", tasks["manager_review_task"], approve())
+    # a return by one reviewer ends the parallel step now: the manager's review is cancelled, the rep revises
     revise = api.open_task(inst, "revise_contract")
     assert set(by_name(inst)) == {"revise_contract"} and revise["assignee"] == "alice"
+    cancelled = [h for h in inst["history"] if h["action"] == "task_cancelled"]
+    assert [(h["task"], h["detail"]["because"], h["detail"]["by"]) for h in cancelled] == \
+        [("manager_review_task", "returned", "grace")]
+    assert api.get("dave", "/tasks").get_json() == []
+    r = api.post("dave", f"/tasks/{tasks['manager_review_task']['id']}/complete", json={"data": approve()})
+    assert r.status_code == 409
+    assert api.get("dave", f"/tasks/{tasks['manager_review_task']['id']}").get_json()["status"] == "cancelled"
+    # the rep is told why, on the revise task itself
+    assert api.get("alice", f"/tasks/{revise['id']}").get_json()["returned"]["comment"] == "违约责任不明确"
 
     inst = decide(api, "alice", revise, contract(amount=800000, summary="明确违约责任"))
     tasks = by_name(inst)
     assert set(tasks) == {"manager_review_task", "legal_review_task"}  # review starts over, in parallel again
     inst = decide(api, "dave", tasks["manager_review_task"], {"decision": "reject", "comment": "价格过低"})
-    assert set(by_name(inst)) == {"legal_review_task"}
-    inst = decide(api, "grace", tasks["legal_review_task"], approve())
-    # any reject wins over approvals
+    # a reject ends it too: legal's open review is cancelled, the contract is rejected
     assert inst["status"] == "completed" and inst["data"]["outcome"] == "rejected"
     assert inst["data"]["review_result"] == "rejected"
     assert events(inst, "returned")[0]["actor"] == "grace"
     assert "director_review_task" not in {h["task"] for h in inst["history"]}
+    assert api.get("grace", "/tasks").get_json() == []
 
 
-def test_major_both_return_goes_to_revision_once(api):
+def test_major_the_second_reviewer_cannot_return_a_step_already_returned(api):
     inst = start(api, contract(payment_terms="non_standard"))
     tasks = by_name(inst)
     decide(api, "grace", tasks["legal_review_task"], {"decision": "return", "comment": "a"})
-    inst = decide(api, "dave", tasks["manager_review_task"], {"decision": "return", "comment": "b"})
+    r = api.post("dave", f"/tasks/{tasks['manager_review_task']['id']}/complete",
+                 json={"data": {"decision": "return", "comment": "b"}})
+    assert r.status_code == 409
+    inst = api.instance("alice", inst["id"])
     assert [t["name"] for t in inst["tasks"]] == ["revise_contract"]
     assert [t["name"] for t in api.get("alice", "/tasks").get_json()] == ["revise_contract"]
 

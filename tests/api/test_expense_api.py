@@ -322,15 +322,19 @@ def test_delegate(api):
     r = api.post("dave", f"/tasks/{task['id']}/delegate", json={"to": "alice"})
     assert r.status_code == 422  # nobody approves their own claim
     assert api.post("erin", f"/tasks/{task['id']}/delegate", json={"to": "erin"}).status_code == 403
-    r = api.post("dave", f"/tasks/{task['id']}/delegate", json={"to": "bob", "comment": "你熟悉这个客户"})
-    assert r.status_code == 200 and r.get_json()["assignee"] == "bob"
+    # separation of duties: not to the submitter's peer, another region's rep, or an administrator
+    for who, why in (("bob", "holds no role"), ("carol", "holds no role"), ("admin", "administrators")):
+        r = api.post("dave", f"/tasks/{task['id']}/delegate", json={"to": who})
+        assert r.status_code == 422 and why in r.get_json()["errors"]["to"], who
+    r = api.post("dave", f"/tasks/{task['id']}/delegate", json={"to": "frank", "comment": "你熟悉这个客户"})
+    assert r.status_code == 200 and r.get_json()["assignee"] == "frank"
     assert api.get("dave", "/tasks").get_json() == []
-    assert [t["id"] for t in api.get("bob", "/tasks").get_json()] == [task["id"]]
+    assert [t["id"] for t in api.get("frank", "/tasks").get_json()] == [task["id"]]
     assert api.post("dave", f"/tasks/{task['id']}/complete", json={"data": APPROVE}).status_code == 403
     history = api.get("alice", f"/instances/{inst['id']}").get_json()["history"]
     event = next(h for h in history if h["action"] == "delegated")
-    assert event["actor"] == "dave" and event["detail"]["to"] == "bob" and event["detail"]["comment"] == "你熟悉这个客户"
-    assert api.complete("bob", task["id"], APPROVE)["instance"]["tasks"][0]["name"] == "finance_approval"
+    assert event["actor"] == "dave" and event["detail"]["to"] == "frank" and event["detail"]["comment"] == "你熟悉这个客户"
+    assert api.complete("frank", task["id"], APPROVE)["instance"]["tasks"][0]["name"] == "finance_approval"
 
 
 @pytest.fixture

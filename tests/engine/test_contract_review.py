@@ -10,6 +10,8 @@ from datetime import datetime
 
 import pytest
 
+from engine.errors import Conflict
+
 from tests.conftest import at
 
 T0 = "2025-03-03T10:00"  # a Monday
@@ -87,14 +89,20 @@ def test_legal_review_late_escalates_to_the_director_without_approving(engine):
 def test_only_the_current_rounds_decisions_count_whatever_the_order(engine, first_in_round_1, first_in_round_2,
                                                                     manager_round_2):
     """SpiffWorkflow's parallel join merges every branch's copy of the data; the model clears the previous round's
-    decisions before each split, so a stale 'return' from round 1 never decides round 2."""
+    decisions before each split, so a stale 'return' from round 1 never decides round 2. A return or reject ends
+    the parallel step at once: the other reviewer's task is cancelled and is not theirs to decide any more."""
     reviewers = {"legal_review_task": "grace", "manager_review_task": "dave"}
     iid, tasks = start(engine, contract(amount=700000))
     round_1 = {"legal_review_task": {"decision": "return", "comment": "第一轮退回"},
                "manager_review_task": {"decision": "approve", "comment": "第一轮同意"}}
     order = [first_in_round_1, *(n for n in reviewers if n != first_in_round_1)]
     for name in order:
-        complete(engine, tasks[name]["id"], reviewers[name], round_1[name])
+        if name in open_tasks(engine, iid):
+            complete(engine, tasks[name]["id"], reviewers[name], round_1[name])
+        else:  # legal returned first: the manager's review was cancelled with it
+            assert first_in_round_1 == "legal_review_task"
+            with pytest.raises(Conflict):
+                complete(engine, tasks[name]["id"], reviewers[name], round_1[name])
     complete(engine, open_tasks(engine, iid)["revise_contract"]["id"], "alice", contract(amount=700000))
 
     tasks = open_tasks(engine, iid)
@@ -102,9 +110,12 @@ def test_only_the_current_rounds_decisions_count_whatever_the_order(engine, firs
                "manager_review_task": {"decision": manager_round_2, "comment": "第二轮"}}
     order = [first_in_round_2, *(n for n in reviewers if n != first_in_round_2)]
     for name in order:
-        complete(engine, tasks[name]["id"], reviewers[name], round_2[name])
+        if name in open_tasks(engine, iid):
+            complete(engine, tasks[name]["id"], reviewers[name], round_2[name])
     inst = engine.instance(iid, "alice")
-    assert inst["data"]["legal_review"]["decision"] == "approve"
+    legal_cancelled = manager_round_2 == "reject" and first_in_round_2 == "manager_review_task"
+    assert inst["data"]["legal_review"]["decision"] == ("reject" if legal_cancelled else "approve")
+    assert inst["data"]["legal_review"].get("cancelled", False) is legal_cancelled
     assert inst["data"]["manager_review"]["decision"] == manager_round_2
     if manager_round_2 == "approve":
         assert [t["name"] for t in inst["tasks"]] == ["director_review_task"]
