@@ -273,3 +273,21 @@ def copied_to(session, instance_id: int) -> list[str]:
         InstanceCopy, InstanceCopy.user_id == USER_TABLE.c.id).where(InstanceCopy.instance_id == instance_id)
         .order_by(InstanceCopy.at, USER_TABLE.c.username)).all()
     return [r.username for r in rows]
+
+
+def eligible_users(rt, task_id: str, username: str) -> list[dict]:
+    """Who may take the task by transfer or as an added signer (separation of duties: org.may_take),
+    for the pickers: active people other than the caller, by username."""
+    from . import org
+    from .models import User
+    with rt.db.read() as session:
+        user = access.actor(session, username)
+        row = session.execute(TASKS_BY_ID, {"ids": [str(task_id)]}).first() if is_uuid(task_id) else None
+        inst = session.get(ProcessInstance, row.instance_id) if row is not None else None
+        if row is None or not access.may_view_task(session, row, inst, user):
+            raise NotFound(f"task {task_id} not found")
+        parsed = rt.definitions.get(session, inst.definition_id)
+        subject = session.get(User, inst.subject_id)
+        people = session.scalars(select(User).where(User.active.is_(True)).order_by(User.username)).all()
+        return [org.user_dict(p) for p in people
+                if p.id != user.id and org.may_take(session, parsed.lanes, p, subject, row.lane) is None]

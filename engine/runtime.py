@@ -97,6 +97,9 @@ class Engine(Runner):
     def task(self, task_id: str, username: str) -> dict:
         return queries.task(self, task_id, username)
 
+    def eligible_users(self, task_id: str, username: str) -> list[dict]:
+        return queries.eligible_users(self, task_id, username)
+
     def comments(self, instance_id, username: str) -> list[dict]:
         return queries.comments(self, instance_id, username)
 
