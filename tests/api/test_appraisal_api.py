@@ -218,7 +218,9 @@ def test_result_talk_needs_thirty_minutes_and_an_improvement_plan(api):
 # ---------------------------------------------------------------- score, grade, consequences
 
 @pytest.mark.parametrize("value, grade, bonus", [(95, "S", 1.2), (90, "S", 1.2), (89.9, "A", 1.0), (80, "A", 1.0),
-                                                 (70, "B", 0.8), (60, "C", 0.6), (59.9, "D", 0.0)])
+                                                 (70, "B", 0.8), (60, "C", 0.6), (59.9, "D", 0.0),
+                                                 # the exact score is banded, never a rounded one
+                                                 (79.99, "B", 0.8), (59.99, "D", 0.0), (89.95, "A", 1.0)])
 def test_grade_bands_and_bonus(api, value, grade, bonus):
     data = to_talk(api, start(api), value)["data"]
     assert (data["score"], data["grade"], data["bonus_multiplier"]) == (value, grade, bonus)
