@@ -225,6 +225,13 @@ class BusinessCalendar:
                 n -= 1
         return d
 
+    def previous_working_day(self, day: date | datetime | str) -> date:
+        """The last working day before `day`."""
+        d = self._to_date(day, "day") - timedelta(days=1)
+        while not self.is_working_day(d):
+            d -= timedelta(days=1)
+        return d
+
     def deadline(self, start: date | datetime | str, n: int) -> datetime:
         """End of the n-th working day after start, as an aware datetime in self.tz: 23:59:59 local time of add_working_days(start_date, n). A datetime start is first converted to self.tz and its date used; a str is parsed as ISO date or datetime."""
         day = self.add_working_days(self._to_date(start, "start"), n)

@@ -56,7 +56,8 @@ def seed_demo(session) -> int:
             continue
         manager_id = session.scalar(select(User.id).where(User.username == manager)) if manager else None
         user = User(username=username, display_name=display, password_hash=password_hash,
-                    region_id=regions[region].id if region else None, manager_id=manager_id, active=True)
+                    region_id=regions[region].id if region else None, manager_id=manager_id, active=True,
+                    email=f"{username}@salesflow.example")
         user.roles = [UserRole(role=role)]
         session.add(user)
         session.flush()

@@ -52,8 +52,14 @@ class User(Base):
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     locale: Mapped[str | None] = mapped_column(String(10))
+    email: Mapped[str | None] = mapped_column(String(254))
+    mail_notifications: Mapped[bool] = mapped_column(Boolean, default=True, server_default="1")
+    # out of office: while ooo_from <= now < ooo_until, new tasks go to ooo_delegate (or the manager)
+    ooo_from: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ooo_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ooo_delegate_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
-    region: Mapped[Region | None] = relationship(lazy="select")
+    region: Mapped[Region | None] = relationship(lazy="select", foreign_keys=[region_id])
     roles: Mapped[list["UserRole"]] = relationship(lazy="select", cascade="all, delete-orphan")
 
     @property
@@ -167,6 +173,8 @@ class HumanTask(Base):
     # {"via": "transfer"|"signer"} (not its natural owner), {"mode": ...} (a signer's mode),
     # {"held": {...}} (the owner's approval held until the added signers approved)
     context: Mapped[dict | None] = mapped_column(JSON)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())  # "falls due tomorrow" sent
+    overdue_notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     instance: Mapped[ProcessInstance] = relationship(lazy="raise")
     assignee: Mapped[User | None] = relationship(foreign_keys=[assignee_id], lazy="select")
@@ -234,6 +242,25 @@ class Notification(Base):
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
     params: Mapped[dict] = mapped_column(JSON, default=dict)
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class OutboxMail(Base):
+    """One mail per notification, written in the same transaction; the worker delivers it. A lease
+    (`lease_until`) keeps two workers from sending one mail at once; `message_id` is stable, so a
+    retry after a lost answer is recognisable as the same mail."""
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "status", "next_attempt_at"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    notification_id: Mapped[int] = mapped_column(ForeignKey("notifications.id"), unique=True)
+    to_addr: Mapped[str] = mapped_column(String(254))
+    status: Mapped[str] = mapped_column(String(10), default="pending")  # pending | sent | failed
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    last_error: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str] = mapped_column(String(200))
 
 
 class HistoryEvent(Base):

@@ -152,6 +152,31 @@ def may_take(session, lanes: dict, user: User | None, subject: User, lane: str |
     return "this person holds no role that decides this step"
 
 
+def is_away(user: User, now) -> bool:
+    """Out of office at `now` (from <= now < until)."""
+    return bool(user.ooo_from and user.ooo_until and user.ooo_from <= now < user.ooo_until)
+
+
+def stand_in(session, lanes: dict, owners: LaneOwners, subject: User, lane: str | None, now) -> tuple[LaneOwners, User | None]:
+    """Owners as of `now`, out of office taken into account: a claim pool skips absent people; a task
+    for one absent person goes to their delegate when the delegate may take it (separation of
+    duties), else to their manager. Returns (owners, the absent person it is for, or None)."""
+    present = [u for u in owners.users if not is_away(u, now)]
+    if len(owners.users) != 1:
+        return (LaneOwners(present, owners.note) if present else owners), None
+    if present:
+        return owners, None
+    away = owners.users[0]
+    delegate = session.get(User, away.ooo_delegate_id) if away.ooo_delegate_id else None
+    if delegate is not None and delegate.active and not is_away(delegate, now) \
+            and may_take(session, lanes, delegate, subject, lane) is None:
+        return LaneOwners([delegate], owners.note), away
+    manager = first_active_manager(session, away)
+    if manager is not None and manager.id != subject.id:
+        return LaneOwners([manager], owners.note), away
+    return owners, None
+
+
 def _fallback(session, reason: str) -> LaneOwners:
     admins = users_with_role(session, ADMIN_ROLE)
     return LaneOwners(admins, f"{reason}; routed to administrators")

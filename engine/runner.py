@@ -32,6 +32,7 @@ from .definitions import DefinitionRegistry, ParsedDefinition, WorkflowDirectory
 from .errors import Conflict, NotFound, ProcessError
 from .expressions import ExpressionError, SalesflowScriptEngine
 from .models import NO_DUE_DATE, InstanceCopy, InstanceParticipant, Timer, User
+from .notify import ADD_OUTBOX
 from .services import Services, current_command, release_reservations
 from .tables import (
     DELETE_CANDIDATES, INSERT_CANDIDATE, INSERT_TASK, INSTANCE, INSTANCE_FOR_UPDATE,
@@ -72,6 +73,8 @@ class TaskRow:
     completed_by_id: int | None
     parent_id: str | None = None  # an added signer's task: the BPMN task row it signs for
     context: dict | None = None
+    reminded_at: datetime | None = None
+    overdue_notified_at: datetime | None = None
     new: bool = False  # not in the table yet: inserted on save
     changed: bool = False  # status or assignee changed: updated on save
 
@@ -226,6 +229,7 @@ class Runner:
                 {"user_id": uid, "kind": kind, "instance_id": inst.id, "task_id": task_id, "at": cmd.now,
                  "actor_id": cmd.actor.id if cmd.actor else None, "params": params, "read_at": None}
                 for uid, kind, task_id, params in cmd.notifications])
+            cmd.session.execute(ADD_OUTBOX, {"instance_id": inst.id, "at": cmd.now})
             cmd.notifications.clear()
 
     # ------------------------------------------------------------ execution
@@ -324,6 +328,9 @@ class Runner:
                     context = {**(context or {}), "via": "return"}
                 else:
                     owners = org.resolve_lane(session, cmd.parsed.lanes, info.lane, cmd.subject, decides=True)
+                    owners, away = org.stand_in(session, cmd.parsed.lanes, owners, cmd.subject, info.lane, cmd.now)
+                    if away is not None:  # out of office: the delegate (or manager) takes it, "for" them
+                        context = {**(context or {}), "via": "out_of_office", "for": away.username}
             if owners.note:
                 cmd.record("routed", info.name, actor=None, reason=owners.note)
             due = self._due_at(task)
@@ -355,10 +362,11 @@ class Runner:
             else:
                 cmd.record("task_created", info.name, actor=None,
                            assignee=only.username if only else None,
-                           candidates=[u.username for u in owners.users] if not only else None)
+                           candidates=[u.username for u in owners.users] if not only else None,
+                           **{"for": (context or {}).get("for")})
                 kind = "returned" if (context or {}).get("returned") else "task_assigned"
                 cmd.notify(kind, [u.id for u in owners.users], task_id, task=info.name,
-                           pool=None if only else True)
+                           pool=None if only else True, **{"for": (context or {}).get("for")})
         return auto
 
     def _sync_timers(self, cmd: Command, wf: BpmnWorkflow) -> None:
@@ -397,6 +405,7 @@ class Runner:
                     self._participate(cmd, user.id)
                 cmd.record("notified", row.name, actor=None, to=[u.username for u in owners.users],
                            message=event.get("message", row.title))
+                cmd.notify("escalation", [u.id for u in owners.users], None, message=event.get("message", row.title))
         for timer_id, (task, due) in waiting.items():
             row = rows.get(timer_id)
             if row is None:

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from . import access, org, queries
+from . import access, clock, mail, notify, org, people, queries
 from .commands import instances as instance_commands
 from .commands import signers as signer_commands
 from .commands import tasks as task_commands
@@ -106,7 +106,38 @@ class Engine(Runner):
     def diagram(self, instance_id, username: str, titles_lang: str = "zh") -> str:
         return queries.diagram(self, instance_id, username, titles_lang)
 
+    # ------------------------------------------------------------ notifications and the worker
+    def notifications(self, username: str, *, unread: bool = False, limit: int = 100, offset: int = 0) -> list[dict]:
+        return notify.notifications(self, username, unread=unread, limit=limit, offset=offset)
+
+    def unread_count(self, username: str) -> int:
+        return notify.unread_count(self, username)
+
+    def mark_read(self, username: str, notification_id=None) -> int:
+        return notify.mark_read(self, username, notification_id, now=clock.now())
+
+    def work(self, *, smtp_url: str | None = None, mail_from: str | None = None, base_url: str | None = None,
+             at: datetime | None = None) -> dict:
+        """One pass of the background worker: due timers, reminders and overdue notices, the mail outbox."""
+        now = at or clock.now()
+        fired = self.fire_due_timers(now)
+        reminded = notify.remind(self, now)
+        mailed = mail.deliver(self, smtp_url, mail_from, base_url, now)
+        return {"fired": fired, "reminded": reminded, "mail": mailed}
+
+    def failed_mail(self) -> list[dict]:
+        return mail.failed(self)
+
     # ------------------------------------------------------------ people
+    def me(self, username: str) -> dict:
+        return people.me(self, username)
+
+    def update_me(self, username: str, changes: dict) -> dict:
+        return people.update_me(self, username, changes)
+
+    def change_password(self, username: str, old, new) -> None:
+        people.change_password(self, username, old, new)
+
     def authenticate(self, username: str, password: str) -> dict | None:
         with self.db.read() as session:
             user = org.user_by_name(session, username or "")

@@ -227,3 +227,44 @@ def comments(instance_id):
 def add_comment(instance_id):
     body = json_body()
     return jsonify(engine().comment(instance_id, g.username, body.get("text"), body.get("attachments"))), 201
+
+
+@bp.get("/notifications")
+@authenticated
+def notifications():
+    unread = request.args.get("unread") in ("1", "true", "yes")
+    limit, offset = _page_args(100)
+    return jsonify(engine().notifications(g.username, unread=unread, limit=limit, offset=offset))
+
+
+@bp.post("/notifications/<notification_id>/read")
+@authenticated
+def notification_read(notification_id):
+    engine().mark_read(g.username, notification_id)
+    return jsonify({"read": True})
+
+
+@bp.post("/notifications/read-all")
+@authenticated
+def notifications_read_all():
+    return jsonify({"read": engine().mark_read(g.username)})
+
+
+@bp.get("/me")
+@authenticated
+def me():
+    return jsonify(engine().me(g.username))
+
+
+@bp.patch("/me")
+@authenticated
+def update_me():
+    return jsonify(engine().update_me(g.username, json_body()))
+
+
+@bp.post("/me/password")
+@authenticated
+def change_password():
+    body = json_body()
+    engine().change_password(g.username, body.get("old"), body.get("new"))
+    return "", 204

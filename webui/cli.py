@@ -8,6 +8,7 @@ import signal
 import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 
@@ -77,8 +78,10 @@ def main():
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64),
               help="Worker processes (use several with PostgreSQL).")
 @click.option("--threads", default=8, show_default=True, type=click.IntRange(1, 256))
-def serve(host, port, demo, workers, threads):
-    """Serve the web UI and the API with gunicorn."""
+@click.option("--no-worker", is_flag=True,
+              help="Do not run the background worker (timers, reminders, mail); run `salesflow worker` instead.")
+def serve(host, port, demo, workers, threads, no_worker):
+    """Serve the web UI and the API with gunicorn (and, unless --no-worker, the background worker)."""
     engine = _engine()
     if demo:
         created = engine.seed_demo(only_if_empty=True)
@@ -96,6 +99,8 @@ def serve(host, port, demo, workers, threads):
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", os.environ.get("SALESFLOW_ACCESS_LOG") or None)
             self.cfg.set("timeout", 60)
+            if not no_worker:
+                self.cfg.set("post_worker_init", _start_background_worker)
 
         def load(self):
             app = create_app(setup=False)
@@ -107,6 +112,23 @@ def serve(host, port, demo, workers, threads):
 
     click.echo(f"SalesFlow on http://{host}:{port}/", err=True)
     Server().run()
+
+
+def _start_background_worker(worker) -> None:
+    """gunicorn hook, in every server worker: each starts the thread, the instance folder's lock
+    file lets exactly one of them work at a time."""
+    from engine.worker import BackgroundWorker
+    app = worker.wsgi
+    engine = app.extensions["salesflow"]
+    thread = BackgroundWorker(engine, Path(app.instance_path) / "worker.lock", report=_report)
+    thread.start()
+
+
+def _report(result: dict) -> None:
+    _print_fired(result["fired"])
+    mailed = result["mail"]
+    if any(mailed.values()):
+        click.echo(f"mail: {mailed['sent']} sent, {mailed['retry']} to retry, {mailed['failed']} given up", err=True)
 
 
 @main.command("seed-demo")
@@ -129,6 +151,14 @@ def timers():
     """Timer events."""
 
 
+def _local(value: str | None) -> str:
+    """An ISO time in the company's time zone (the one the UI shows)."""
+    if not value:
+        return "-"
+    from zoneinfo import ZoneInfo
+    return datetime.fromisoformat(value).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M %Z")
+
+
 def _print_fired(fired: list[dict]) -> int:
     errors = 0
     for item in fired:
@@ -137,7 +167,7 @@ def _print_fired(fired: list[dict]) -> int:
             click.echo(f"FAILED instance {item['instance_id']} timer {item['timer']}: {item['error']}", err=True)
         else:
             click.echo(f"fired {item['process_id']} #{item['instance_id']} {item['name']} "
-                       f"({item['title']}) due {item['due_at']}")
+                       f"({item['title']}) due {_local(item['due_at'])}")
     return errors
 
 
@@ -158,17 +188,27 @@ def timers_run(at_value):
 @click.option("--interval", default=5.0, show_default=True, type=click.FloatRange(0.1, 3600),
               help="Seconds between polls.")
 def worker(interval):
-    """Fire due timers in a loop (run one or several next to the web servers)."""
+    """Fire due timers, send reminders and deliver the mail outbox in a loop (run one or several
+    next to the web servers)."""
+    from engine.mail import MailConfigError, SmtpSettings
+    from engine.worker import run_once, settings_from_env
+    settings = settings_from_env()
+    if settings["smtp_url"]:
+        try:
+            SmtpSettings.from_url(settings["smtp_url"])
+        except MailConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     engine = _engine()
     stop = {"now": False}
     signal.signal(signal.SIGTERM, lambda *_: stop.update(now=True))
-    click.echo(f"worker polling every {interval}s", err=True)
+    click.echo(f"worker polling every {interval}s" + ("" if settings["smtp_url"] else
+               " (SALESFLOW_SMTP_URL unset: mail stays in the outbox)"), err=True)
     try:
         while not stop["now"]:
             try:
-                _print_fired(engine.fire_due_timers())
+                run_once(engine, settings, _report)
             except Exception as exc:  # keep the worker alive through a database hiccup
-                logging.getLogger("salesflow.worker").exception("timer run failed: %s", exc)
+                logging.getLogger("salesflow.worker").exception("worker pass failed: %s", exc)
             time.sleep(interval)
     except KeyboardInterrupt:
         pass

@@ -1,0 +1,188 @@
+"""Notifications: what people are told, in their own language, in the app and by mail.
+
+Commands queue notifications (`Command.notify`); the runner writes them, and one outbox row per
+notification for recipients with an address and mail on, in the command's own transaction.
+Here: the words (zh / en), the reads (list, mark read), and the worker's passes that are not
+commands of an instance — reminders ("falls due tomorrow") and overdue notices.
+"""
+from __future__ import annotations
+
+from datetime import datetime, time, timedelta
+
+from sqlalchemy import bindparam, func, insert, select, text, update
+
+from . import access
+from .errors import NotFound
+from .models import HumanTask, Notification, ProcessInstance, User
+from .tables import iso
+
+KINDS = ("task_assigned", "returned", "outcome", "cc", "urge", "mention", "reminder", "overdue", "escalation")
+
+# The words. {process} {id} {task} {actor} {comment} {outcome} {message} are filled in per notification.
+TEXTS = {
+    "task_assigned": {"zh": "新待办：{process} #{id}「{task}」{via}",
+                      "en": "New task: {task} — {process} #{id}{via}"},
+    "returned": {"zh": "{process} #{id} 已退回到「{task}」：{comment}",
+                 "en": "{process} #{id} was returned to “{task}”: {comment}"},
+    "outcome": {"zh": "{process} #{id} 已办结：{outcome}", "en": "{process} #{id} is finished: {outcome}"},
+    "cc": {"zh": "{actor}抄送给您：{process} #{id}{comment_tail}", "en": "{actor} copied you on {process} #{id}{comment_tail}"},
+    "urge": {"zh": "{actor}催办：{process} #{id}「{task}」{comment_tail}",
+             "en": "{actor} asks you to act on {task} — {process} #{id}{comment_tail}"},
+    "mention": {"zh": "{actor}在 {process} #{id} 的评论中提到了您：{comment}",
+                "en": "{actor} mentioned you in a comment on {process} #{id}: {comment}"},
+    "reminder": {"zh": "明天到期：{process} #{id}「{task}」", "en": "Due tomorrow: {task} — {process} #{id}"},
+    "overdue": {"zh": "已逾期：{process} #{id}「{task}」", "en": "Overdue: {task} — {process} #{id}"},
+    "escalation": {"zh": "{process} #{id}：{message}", "en": "{process} #{id}: {message}"},
+}
+OUTCOMES = {"approved": {"zh": "已批准", "en": "approved"}, "rejected": {"zh": "已驳回", "en": "rejected"},
+            "withdrawn": {"zh": "已撤回", "en": "withdrawn"}, "won": {"zh": "赢单", "en": "won"},
+            "lost": {"zh": "丢单", "en": "lost"}}
+VIA = {"transferred_by": {"zh": "（{0}转交）", "en": " (transferred by {0})"},
+       "added_by": {"zh": "（{0}请您加签）", "en": " ({0} added you as a signer)"},
+       "for": {"zh": "（代{0}处理）", "en": " (for {0})"}}
+
+# One outbox row per new notification of the command, for recipients with an address and mail on.
+ADD_OUTBOX = text("""
+INSERT INTO outbox (notification_id, to_addr, status, created_at, next_attempt_at, attempts, message_id)
+SELECT n.id, u.email, 'pending', n.at, n.at, 0, '<notification-' || n.id || '@salesflow>'
+FROM notifications n JOIN users u ON u.id = n.user_id
+WHERE n.instance_id = :instance_id AND n.at = :at AND u.email IS NOT NULL AND u.email <> '' AND u.mail_notifications = :yes
+  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.notification_id = n.id)""").bindparams(yes=True)
+_ADD = insert(Notification.__table__)
+
+
+def add(session, user_ids, kind: str, instance_id: int | None, task_id: str | None, at: datetime,
+        actor_id: int | None = None, **params) -> None:
+    """Notifications outside a command (the worker's reminders): written with their mail."""
+    rows = [{"user_id": uid, "kind": kind, "instance_id": instance_id, "task_id": task_id, "at": at,
+             "actor_id": actor_id, "params": params, "read_at": None} for uid in dict.fromkeys(user_ids) if uid]
+    if not rows:
+        return
+    session.execute(_ADD, rows)
+    session.execute(ADD_OUTBOX, {"instance_id": instance_id, "at": at})
+
+
+def describe(rt, session, n, lang: str) -> str:
+    """The text of notification `n` in language `lang` ('zh' or 'en')."""
+    lang = "en" if lang == "en" else "zh"
+    params = dict(n.params or {})
+    inst = session.get(ProcessInstance, n.instance_id) if n.instance_id else None
+    process, task = "", params.get("task") or ""
+    if inst is not None:
+        parsed = rt.definitions.get(session, inst.definition_id)
+        process = (parsed.catalog.get("name") or {}).get(lang) or inst.process_id
+        title = parsed.titles.get(task) if task else None
+        task = (title or {}).get(lang) or task
+    actor = session.get(User, n.actor_id) if n.actor_id else None
+    via = ""
+    for key, words in VIA.items():
+        if params.get(key):
+            via = words[lang].format(_display(session, params[key]))
+    comment = params.get("comment") or params.get("text") or ""
+    if n.kind == "mention" and params.get("comment_id"):
+        from .models import Comment
+        row = session.get(Comment, params["comment_id"])
+        comment = row.text if row is not None else comment
+    outcome = (OUTCOMES.get(params.get("outcome") or "") or {}).get(lang) or params.get("outcome") or ""
+    message = params.get("message") or ""
+    if " / " in message:  # a BPMN message in both languages, "中文 / English"
+        zh, _, en = message.partition(" / ")
+        message = en if lang == "en" else zh
+    template = TEXTS.get(n.kind, {}).get(lang) or n.kind
+    sep = "：" if lang == "zh" else ": "
+    return template.format(process=process, id=n.instance_id or "", task=task,
+                           actor=actor.display_name if actor else ("系统" if lang == "zh" else "SalesFlow"),
+                           comment=_short(comment), comment_tail=(sep + _short(comment)) if comment else "",
+                           outcome=outcome, message=message, via=via)
+
+
+def _short(value: str, limit: int = 140) -> str:
+    value = " ".join(str(value).split())
+    return value if len(value) <= limit else value[: limit - 1] + "…"
+
+
+def _display(session, username: str) -> str:
+    user = session.scalar(select(User).where(User.username == username))
+    return user.display_name if user else username
+
+
+def as_dict(rt, session, n, lang: str) -> dict:
+    return {"id": n.id, "at": iso(n.at), "kind": n.kind, "text": describe(rt, session, n, lang),
+            "instance_id": n.instance_id, "task_id": n.task_id, "read": n.read_at is not None}
+
+
+# ---------------------------------------------------------------- reads
+def notifications(rt, username: str, *, unread: bool = False, limit: int = 100, offset: int = 0) -> list[dict]:
+    with rt.db.read() as session:
+        user = access.actor(session, username)
+        stmt = select(Notification).where(Notification.user_id == user.id)
+        if unread:
+            stmt = stmt.where(Notification.read_at.is_(None))
+        rows = session.scalars(stmt.order_by(Notification.id.desc()).limit(limit).offset(offset)).all()
+        return [as_dict(rt, session, n, user.locale or "zh") for n in rows]
+
+
+def unread_count(rt, username: str) -> int:
+    with rt.db.read() as session:
+        user = access.actor(session, username)
+        return session.scalar(select(func.count()).select_from(Notification).where(
+            Notification.user_id == user.id, Notification.read_at.is_(None)))
+
+
+def mark_read(rt, username: str, notification_id=None, *, now: datetime) -> int:
+    """Mark one notification (or, without an id, all of the user's) read. Returns how many changed."""
+    with rt.db.write() as session:
+        user = access.actor(session, username)
+        stmt = update(Notification).where(Notification.user_id == user.id, Notification.read_at.is_(None))
+        if notification_id is not None:
+            try:
+                nid = int(notification_id)
+            except (TypeError, ValueError):
+                raise NotFound(f"notification {notification_id} not found") from None
+            if session.get(Notification, nid) is None or session.get(Notification, nid).user_id != user.id:
+                raise NotFound(f"notification {notification_id} not found")
+            stmt = stmt.where(Notification.id == nid)
+        return session.execute(stmt.values(read_at=now)).rowcount
+
+
+# ---------------------------------------------------------------- the worker's passes
+_REMIND_AT = time(9, 0)
+
+
+def remind(rt, now: datetime, limit: int = 500) -> int:
+    """The working day before a task falls due, its owner (or pool) is reminded, once; a task that was
+    overdue when it opened never is. A task past its due time tells its owner once that it is overdue."""
+    done = 0
+    with rt.db.write() as session:
+        horizon = now + timedelta(days=15)  # a reminder is never more than a long holiday ahead
+        rows = session.scalars(select(HumanTask).where(
+            HumanTask.status == "open", HumanTask.due_at.is_not(None), HumanTask.due_at <= horizon,
+            (HumanTask.reminded_at.is_(None)) | (HumanTask.overdue_notified_at.is_(None)))
+            .order_by(HumanTask.due_at).limit(limit)).all()
+        for task in rows:
+            if task.due_at <= task.created_at:
+                continue  # overdue when it opened: neither a reminder nor an overdue notice
+            owners = [task.assignee_id] if task.assignee_id else _candidates(session, task.id)
+            if task.due_at <= now:
+                if task.overdue_notified_at is None:
+                    add(session, owners, "overdue", task.instance_id, task.id, now, task=task.name)
+                    task.overdue_notified_at = now
+                    task.reminded_at = task.reminded_at or now
+                    done += 1
+                continue
+            if task.reminded_at is None:
+                day_before = rt.calendar.previous_working_day(task.due_at)
+                moment = datetime.combine(day_before, _REMIND_AT, tzinfo=rt.calendar.tz)
+                if now >= moment:
+                    add(session, owners, "reminder", task.instance_id, task.id, now, task=task.name)
+                    task.reminded_at = now
+                    done += 1
+    return done
+
+
+_CANDIDATES = text("SELECT user_id FROM human_task_candidates WHERE task_id = :task_id").bindparams(
+    bindparam("task_id"))
+
+
+def _candidates(session, task_id: str) -> list[int]:
+    return [r[0] for r in session.execute(_CANDIDATES, {"task_id": task_id})]
