@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 
 from . import access
 from .errors import NotFound
-from .models import HumanTask, Notification, ProcessInstance, User
+from .models import HumanTask, Notification, ProcessInstance, User, UTCDateTime
 from .tables import iso
 
 KINDS = ("task_assigned", "returned", "outcome", "cc", "urge", "mention", "reminder", "overdue", "escalation")
@@ -47,7 +47,8 @@ INSERT INTO outbox (notification_id, to_addr, status, created_at, next_attempt_a
 SELECT n.id, u.email, 'pending', n.at, n.at, 0, '<notification-' || n.id || '@salesflow>'
 FROM notifications n JOIN users u ON u.id = n.user_id
 WHERE n.instance_id = :instance_id AND n.at = :at AND u.email IS NOT NULL AND u.email <> '' AND u.mail_notifications = :yes
-  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.notification_id = n.id)""").bindparams(yes=True)
+  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.notification_id = n.id)""").bindparams(
+    bindparam("at", type_=UTCDateTime()), yes=True)
 _ADD = insert(Notification.__table__)
 
 
