@@ -82,14 +82,18 @@ def create_app(config: dict | None = None, engine: Engine | None = None, setup: 
     login_manager.login_message = "Please log in to see this page."  # translated by localize_callback
     login_manager.localize_callback = _gettext
 
-    from . import api, auth, views
+    from . import api, auth, edge, views
+    edge.init_app(app)  # id converters first: the blueprints' routes use them
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API authenticates with bearer tokens, not cookies
 
+    @app.errorhandler(400)
     @app.errorhandler(404)
     @app.errorhandler(405)
+    @app.errorhandler(413)
+    @app.errorhandler(415)
     def _not_found(exc):
         if request.path.startswith("/api/"):
             return api.error(exc.code, exc.description)

@@ -6,7 +6,7 @@ from flask_babel import gettext as _
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
-from . import LANGUAGES, login_manager
+from . import LANGUAGES, edge, login_manager
 
 bp = Blueprint("auth", __name__)
 
@@ -60,10 +60,7 @@ def login():
         info = engine().authenticate(request.form.get("username", "").strip(), request.form.get("password", ""))
         if info:
             login_user(CurrentUser(info))
-            target = request.args.get("next")
-            if not target or not target.startswith("/") or target.startswith("//"):
-                target = url_for("views.inbox")
-            return redirect(target)
+            return redirect(edge.safe_target(request.args.get("next")) or url_for("views.inbox"))
         error = _("Wrong username or password.")
     return render_template("login.html", error=error), (401 if error else 200)
 
@@ -83,7 +80,5 @@ def set_language(lang: str):
             engine().set_locale(current_user.username, lang)
     else:
         flash(_("Unknown language."), "error")
-    target = request.form.get("next") or request.referrer or url_for("views.inbox")
-    if not target.startswith("/") or target.startswith("//"):
-        target = url_for("views.inbox")
-    return redirect(target)
+    target = edge.safe_target(request.form.get("next")) if request.form.get("next") else edge.same_site_referrer()
+    return redirect(target or url_for("views.inbox"))
