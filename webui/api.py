@@ -9,7 +9,7 @@ from werkzeug.exceptions import HTTPException
 from engine.errors import EngineError, ValidationFailed
 
 from . import edge
-from .auth import issue_token, user_from_token
+from .auth import Throttled, check_credentials, issue_token, revoke_token, user_from_token
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 bp.before_request(edge.check_api_body)  # one JSON parser with the edge's limits, for every route
@@ -76,10 +76,23 @@ def token():
     if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
             or not isinstance(body.get("password"), str):
         return error(400, "send {\"username\": ..., \"password\": ...}")
-    info = engine().authenticate(body["username"], body["password"])
+    try:
+        info = check_credentials(body["username"].strip(), body["password"])
+    except Throttled as exc:
+        response, status = error(429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response, status
     if info is None:
         return error(401, "wrong username or password")
     return jsonify({"token": issue_token(info["username"])})
+
+
+@bp.delete("/auth/token")
+@authenticated
+def revoke():
+    """Revoke the caller's own token (204); other tokens and sessions of the user stay valid."""
+    revoke_token(g.token_claims)
+    return "", 204
 
 
 @bp.get("/processes")
