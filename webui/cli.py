@@ -88,6 +88,9 @@ def serve(host, port, demo, workers, threads):
 
     from gunicorn.app.base import BaseApplication
 
+    _hide_server_header()
+    control_socket = os.environ.get("SALESFLOW_CONTROL_SOCKET")
+
     class Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
@@ -96,6 +99,14 @@ def serve(host, port, demo, workers, threads):
             self.cfg.set("worker_class", "gthread")
             self.cfg.set("accesslog", os.environ.get("SALESFLOW_ACCESS_LOG") or None)
             self.cfg.set("timeout", 60)
+            # gunicorn >= 25 opens a control socket at one fixed path per user ($XDG_RUNTIME_DIR or
+            # ~/.gunicorn/gunicorn.ctl), shared by every server of that user: off unless asked for
+            # at a path of this server's own (SALESFLOW_CONTROL_SOCKET)
+            if "control_socket_disable" in self.cfg.settings:
+                if control_socket:
+                    self.cfg.set("control_socket", control_socket)
+                else:
+                    self.cfg.set("control_socket_disable", True)
 
         def load(self):
             app = create_app(setup=False)
@@ -107,6 +118,21 @@ def serve(host, port, demo, workers, threads):
 
     click.echo(f"SalesFlow on http://{host}:{port}/", err=True)
     Server().run()
+
+
+def _hide_server_header() -> None:
+    """gunicorn writes `Server: gunicorn` on every response: say nothing about the server instead."""
+    from gunicorn.http import wsgi
+
+    if getattr(wsgi.Response, "_salesflow_quiet", False):
+        return
+    default_headers = wsgi.Response.default_headers
+
+    def quiet_headers(self):
+        return [h for h in default_headers(self) if not h.lower().startswith("server:")]
+
+    wsgi.Response.default_headers = quiet_headers
+    wsgi.Response._salesflow_quiet = True
 
 
 @main.command("seed-demo")
