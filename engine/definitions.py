@@ -24,7 +24,7 @@ from SpiffWorkflow.bpmn.specs.mixins.events.event_types import CatchingEvent, Th
 from SpiffWorkflow.spiff.parser.process import VALIDATOR, SpiffBpmnParser
 from SpiffWorkflow.spiff.specs.defaults import UserTask
 
-from .expressions import ExpressionError, compile_expression
+from .expressions import MAX_LOOP_COUNT, ExpressionError, compile_expression
 from .models import ProcessDefinition
 
 BPMN_NS = "http://www.omg.org/spec/BPMN/20100524/MODEL"
@@ -41,6 +41,14 @@ ALLOWED_FLOW_ELEMENTS = {
     "sequenceFlow", "laneSet", "textAnnotation", "association", "dataObject", "dataObjectReference",
 }
 DRAWN_ELEMENTS = ALLOWED_FLOW_ELEMENTS - {"laneSet", "dataObject", "sequenceFlow", "association"}
+
+# Every BPMN element whose text SpiffWorkflow evaluates as an expression (tExpression / tFormalExpression):
+# gateway conditions, timers, multi-instance cardinality and completion, standard-loop conditions,
+# conditional events, message correlation paths; plus Spiff's service parameters and message payloads.
+EXPRESSION_ELEMENTS = ("conditionExpression", "timeDate", "timeDuration", "timeCycle", "loopCardinality",
+                       "completionCondition", "loopCondition", "condition", "messagePath", "formalExpression",
+                       "dataPath")
+SPIFF_EXPRESSION_ELEMENTS = ("messagePayload",)
 
 _secure_parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
 
@@ -231,15 +239,21 @@ def _check_bpmn(fname: str, root, lanes: dict) -> None:
         for tag in ("preScript", "postScript"):
             for el in proc.iter(f"{{{SPIFF_NS}}}{tag}"):
                 problems.append(f"{tag} on {el.getparent().getparent().get('id')!r}: scripts are not allowed")
-        exprs = [e.text for e in proc.iter(f"{{{BPMN_NS}}}conditionExpression")]
-        for tag in ("timeDate", "timeDuration", "timeCycle"):
+        exprs = []
+        for tag in EXPRESSION_ELEMENTS:
             exprs += [e.text for e in proc.iter(f"{{{BPMN_NS}}}{tag}")]
+        for tag in SPIFF_EXPRESSION_ELEMENTS:
+            exprs += [e.text for e in proc.iter(f"{{{SPIFF_NS}}}{tag}")]
         exprs += [p.get("value") for p in proc.iter(f"{{{SPIFF_NS}}}parameter")]
         for prop in proc.iter(f"{{{SPIFF_NS}}}property"):
             if prop.get("name") == "ccCondition":
                 exprs.append(prop.get("value"))
             if prop.get("name") in ("cc", "notify") and prop.get("value") not in lanes:
                 problems.append(f"{prop.get('name')} {prop.get('value')!r} is not a lane defined in lanes.json")
+        for loop in proc.iter(f"{{{BPMN_NS}}}standardLoopCharacteristics"):
+            maximum = (loop.get("loopMaximum") or "").strip()
+            if not maximum.isdigit() or not 1 <= int(maximum) <= MAX_LOOP_COUNT:
+                problems.append(f"loop on {loop.getparent().get('id')!r}: loopMaximum must be 1-{MAX_LOOP_COUNT}")
         for expr in exprs:
             try:
                 compile_expression((expr or "").strip())
@@ -279,6 +293,49 @@ def _check_dmn(fname: str, root) -> None:
         raise DefinitionError(f"{fname}: " + "; ".join(problems))
 
 
+def _event_expressions(definition) -> list:
+    found = []
+    for item in [definition, *(getattr(definition, "event_definitions", None) or [])]:
+        if item is not None and isinstance(getattr(item, "expression", None), str):
+            found.append(item.expression)
+    return found
+
+
+def _check_spec_expressions(process_id: str, specs) -> None:
+    """Every expression SpiffWorkflow will evaluate, read off the parsed specs (a second net
+    under the XML checks): each must compile under the expression limits. A multi-instance
+    cardinality is also bounded when it runs (loop_count)."""
+    problems = []
+    for wf_spec in specs:
+        for ts in wf_spec.task_specs.values():
+            exprs = []
+            exprs += [cond for cond, _name in getattr(ts, "cond_task_specs", None) or [] if isinstance(cond, str)]
+            exprs += _event_expressions(getattr(ts, "event_definition", None))
+            for value in (getattr(ts, "operation_params", None) or {}).values():
+                if isinstance(value, dict) and isinstance(value.get("value"), str):
+                    exprs.append(value["value"])
+            for attr in ("condition", "cardinality"):
+                if isinstance(getattr(ts, attr, None), str):
+                    exprs.append(getattr(ts, attr))
+            maximum = getattr(ts, "maximum", None)
+            if maximum is not None and type(ts).__name__.endswith("LoopTask") and not 1 <= int(maximum) <= MAX_LOOP_COUNT:
+                problems.append(f"{ts.bpmn_id}: loopMaximum must be 1-{MAX_LOOP_COUNT}")
+            for expr in exprs:
+                try:
+                    compile_expression(expr.strip())
+                except (ExpressionError, SyntaxError) as exc:
+                    problems.append(f"{ts.bpmn_id}: {exc}")
+            if isinstance(getattr(ts, "cardinality", None), str) and not ts.cardinality.startswith("loop_count("):
+                ts.cardinality = f"loop_count({ts.cardinality.strip()})"
+        if isinstance(getattr(wf_spec, "completion_condition", None), str):
+            try:
+                compile_expression(wf_spec.completion_condition.strip())
+            except (ExpressionError, SyntaxError) as exc:
+                problems.append(f"{wf_spec.name}: {exc}")
+    if problems:
+        raise DefinitionError(f"{process_id}: " + "; ".join(problems))
+
+
 def parse_bundle(bundle: dict, content_hash: str | None = None) -> ParsedDefinition:
     process_id = bundle["process_id"]
     parser = SpiffBpmnParser(validator=VALIDATOR)
@@ -295,6 +352,7 @@ def parse_bundle(bundle: dict, content_hash: str | None = None) -> ParsedDefinit
         subprocess_specs = parser.get_subprocess_specs(process_id)
     except ValidationException as exc:
         raise DefinitionError(f"{process_id}: {exc}") from exc
+    _check_spec_expressions(process_id, [spec, *subprocess_specs.values()])
     forms = {}
     for path, schema in bundle["forms"].items():
         try:

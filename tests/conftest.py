@@ -13,6 +13,7 @@ from sqlalchemy import text
 from engine.db import Database
 from engine.demo import seed_demo
 from engine.models import Base
+import engine.auth_state  # noqa: F401 - its tables are truncated between PostgreSQL tests too
 from engine.runtime import Engine
 
 PG_URL = os.environ.get("SALESFLOW_TEST_DATABASE_URL")

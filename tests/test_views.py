@@ -58,7 +58,7 @@ def file_claim(client, **changes):
 # ---------------------------------------------------------------- authentication
 def test_pages_need_a_login(app):
     client = app.test_client()
-    for path in ("/", "/start", "/start/expense_approval", "/instances/1", "/tasks/x"):
+    for path in ("/", "/start", "/start/expense_approval", "/instances/1", "/tasks/00000000-0000-4000-8000-000000000000"):
         r = client.get(path)
         assert r.status_code == 302, path
         assert r.location.startswith("/login?next="), r.location

@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 from flask import Flask, request, session
+from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_babel import gettext as _gettext
 from flask_login import LoginManager, current_user
@@ -49,6 +50,23 @@ def select_locale() -> str:
     return request.accept_languages.best_match(LANGUAGES) or "zh"
 
 
+class SessionInterface(SecureCookieSessionInterface):
+    """The session cookie is Secure when SESSION_COOKIE_SECURE says so (SALESFLOW_SECURE_COOKIES=1)
+    or when the request came over HTTPS (gunicorn honours X-Forwarded-Proto from the addresses in
+    FORWARDED_ALLOW_IPS, by default the local host; SALESFLOW_PROXY_HOPS=N trusts N proxies)."""
+
+    def get_cookie_secure(self, app) -> bool:
+        return bool(app.config["SESSION_COOKIE_SECURE"]) or (bool(request) and request.is_secure)
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    try:
+        return int(value) if value else default
+    except ValueError:
+        raise RuntimeError(f"{name}={value!r} is not a whole number") from None
+
+
 def create_app(config: dict | None = None, engine: Engine | None = None, setup: bool = True) -> Flask:
     """App factory. `engine` may be passed in (tests); otherwise one is built from the configuration.
     With setup=True the database is migrated and changed workflows are deployed."""
@@ -64,6 +82,10 @@ def create_app(config: dict | None = None, engine: Engine | None = None, setup: 
         JSON_AS_ASCII=False,
         MAX_CONTENT_LENGTH=1024 * 1024,
         API_TOKEN_MAX_AGE=12 * 3600,
+        SESSION_COOKIE_SECURE=os.environ.get("SALESFLOW_SECURE_COOKIES", "").lower() in ("1", "true", "yes"),
+        LOGIN_MAX_FAILURES=_env_int("SALESFLOW_LOGIN_MAX_FAILURES", 5),  # per username, in the window
+        LOGIN_MAX_FAILURES_PER_ADDRESS=_env_int("SALESFLOW_LOGIN_MAX_FAILURES_PER_ADDRESS", 30),
+        LOGIN_WINDOW=_env_int("SALESFLOW_LOGIN_WINDOW", 900),  # seconds
     )
     if config:
         app.config.update(config)
@@ -72,6 +94,11 @@ def create_app(config: dict | None = None, engine: Engine | None = None, setup: 
         if setup:
             engine.setup()
     app.extensions["salesflow"] = engine
+    app.session_interface = SessionInterface()
+    hops = _env_int("SALESFLOW_PROXY_HOPS", 0)
+    if hops:
+        from werkzeug.middleware.proxy_fix import ProxyFix
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops, x_host=hops)
     app.json.ensure_ascii = False
     app.json.sort_keys = False  # objects keep the engine's field order; sorting every response costs time
 
@@ -82,15 +109,20 @@ def create_app(config: dict | None = None, engine: Engine | None = None, setup: 
     login_manager.login_message = "Please log in to see this page."  # translated by localize_callback
     login_manager.localize_callback = _gettext
 
-    from . import api, auth, people_views, views
+    from . import api, auth, edge, people_views, views
+    edge.init_app(app)  # id converters first: the blueprints' routes use them
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(people_views.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API authenticates with bearer tokens, not cookies
 
+    @app.errorhandler(400)
     @app.errorhandler(404)
     @app.errorhandler(405)
+    @app.errorhandler(413)
+    @app.errorhandler(415)
+    @app.errorhandler(429)
     def _not_found(exc):
         if request.path.startswith("/api/"):
             return api.error(exc.code, exc.description)

@@ -8,9 +8,11 @@ from werkzeug.exceptions import HTTPException
 
 from engine.errors import EngineError, RateLimited, ValidationFailed
 
-from .auth import issue_token, user_from_token
+from . import edge
+from .auth import Throttled, check_credentials, issue_token, revoke_token, user_from_token
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
+bp.before_request(edge.check_api_body)  # one JSON parser with the edge's limits, for every route
 
 
 def engine():
@@ -34,6 +36,8 @@ def _engine_error(exc: EngineError):
 
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
+    if isinstance(exc, edge.BodyRejected) and exc.code == 422:
+        return error(422, exc.description, errors={"_body": exc.description})
     return error(exc.code or 500, exc.description or exc.name)
 
 
@@ -51,12 +55,12 @@ def authenticated(view):
 
 
 def json_body(required: bool = True) -> dict:
-    """The request body as a JSON object; an empty body is {} unless required."""
-    if not request.data:
+    """The request body as a JSON object (parsed and checked at the edge); no body is {} unless required."""
+    body = g.get("json_body")
+    if body is None:
         if required:
             raise ValidationFailed({"_body": "a JSON object is required"}, "request body missing")
         return {}
-    body = request.get_json(silent=True)
     if not isinstance(body, dict):
         raise ValidationFailed({"_body": "must be a JSON object"}, "request body is not a JSON object")
     return body
@@ -70,15 +74,29 @@ def data_field(body: dict):
 
 
 @bp.post("/auth/token")
+@edge.body_errors(400)
 def token():
-    body = request.get_json(silent=True)
+    body = g.get("json_body")
     if not isinstance(body, dict) or not isinstance(body.get("username"), str) \
             or not isinstance(body.get("password"), str):
         return error(400, "send {\"username\": ..., \"password\": ...}")
-    info = engine().authenticate(body["username"], body["password"])
+    try:
+        info = check_credentials(body["username"].strip(), body["password"])
+    except Throttled as exc:
+        response, status = error(429, str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response, status
     if info is None:
         return error(401, "wrong username or password")
     return jsonify({"token": issue_token(info["username"])})
+
+
+@bp.delete("/auth/token")
+@authenticated
+def revoke():
+    """Revoke the caller's own token (204); other tokens and sessions of the user stay valid."""
+    revoke_token(g.token_claims)
+    return "", 204
 
 
 @bp.get("/processes")
@@ -107,19 +125,19 @@ def instances():
                                       status=status, limit=limit, offset=offset))
 
 
-@bp.get("/instances/<instance_id>")
+@bp.get("/instances/<iid:instance_id>")
 @authenticated
 def instance(instance_id):
     return jsonify(engine().instance(instance_id, g.username))
 
 
-@bp.post("/instances/<instance_id>/withdraw")
+@bp.post("/instances/<iid:instance_id>/withdraw")
 @authenticated
 def withdraw(instance_id):
     return jsonify(engine().withdraw(instance_id, g.username))
 
 
-@bp.get("/instances/<instance_id>/diagram.svg")
+@bp.get("/instances/<iid:instance_id>/diagram.svg")
 @authenticated
 def diagram(instance_id):
     lang = request.args.get("lang") or request.accept_languages.best_match(("zh", "en")) or "zh"
@@ -128,14 +146,18 @@ def diagram(instance_id):
 
 
 def _page_args(default_limit: int = 200) -> tuple[int, int]:
-    try:
-        limit = int(request.args.get("limit", default_limit))
-        offset = int(request.args.get("offset", 0))
-    except ValueError:
-        raise ValidationFailed({"limit": "limit and offset must be integers"}, "bad paging parameters") from None
-    if not 1 <= limit <= 1000 or offset < 0:
-        raise ValidationFailed({"limit": "limit must be 1-1000 and offset >= 0"}, "bad paging parameters")
-    return limit, offset
+    return edge.page_args(default_limit)
+
+
+def _instance_filter():
+    """The `instance_id` filter: an instance id, or 422."""
+    raw = request.args.get("instance_id") or None
+    if raw is None:
+        return None
+    number = edge.instance_id(raw)
+    if number is None:
+        raise ValidationFailed({"instance_id": "not an instance id"}, "bad instance_id")
+    return number
 
 
 @bp.get("/tasks")
@@ -143,33 +165,33 @@ def _page_args(default_limit: int = 200) -> tuple[int, int]:
 def tasks():
     limit, offset = _page_args()
     rows, total = engine().tasks(g.username, process_id=request.args.get("process_id") or None,
-                                 instance_id=request.args.get("instance_id") or None,
+                                 instance_id=_instance_filter(),
                                  limit=limit, offset=offset, with_total=True)
     response = jsonify(rows)
     response.headers["X-Total-Count"] = str(total)
     return response
 
 
-@bp.get("/tasks/<task_id>")
+@bp.get("/tasks/<tid:task_id>")
 @authenticated
 def task(task_id):
     return jsonify(engine().task(task_id, g.username))
 
 
-@bp.post("/tasks/<task_id>/claim")
+@bp.post("/tasks/<tid:task_id>/claim")
 @authenticated
 def claim(task_id):
     return jsonify(engine().claim(task_id, g.username))
 
 
-@bp.post("/tasks/<task_id>/complete")
+@bp.post("/tasks/<tid:task_id>/complete")
 @authenticated
 def complete(task_id):
     body = json_body(required=False)
     return jsonify(engine().complete(task_id, g.username, data_field(body) or {}))
 
 
-@bp.post("/tasks/<task_id>/delegate")
+@bp.post("/tasks/<tid:task_id>/delegate")
 @authenticated
 def delegate(task_id):
     body = json_body()
@@ -187,7 +209,7 @@ def _optional_text(body: dict, name: str):
     return value
 
 
-@bp.post("/tasks/<task_id>/add-signer")
+@bp.post("/tasks/<tid:task_id>/add-signer")
 @authenticated
 def add_signer(task_id):
     body = json_body()
@@ -202,27 +224,27 @@ def bulk_complete():
     return jsonify({"results": engine().bulk_complete(body.get("ids"), g.username, body.get("data", {}))})
 
 
-@bp.post("/instances/<instance_id>/cc")
+@bp.post("/instances/<iid:instance_id>/cc")
 @authenticated
 def copy(instance_id):
     body = json_body()
     return jsonify(engine().copy(instance_id, g.username, body.get("users"), _optional_text(body, "comment")))
 
 
-@bp.post("/instances/<instance_id>/urge")
+@bp.post("/instances/<iid:instance_id>/urge")
 @authenticated
 def urge(instance_id):
     body = json_body(required=False)
     return jsonify(engine().urge(instance_id, g.username, _optional_text(body, "comment")))
 
 
-@bp.get("/instances/<instance_id>/comments")
+@bp.get("/instances/<iid:instance_id>/comments")
 @authenticated
 def comments(instance_id):
     return jsonify(engine().comments(instance_id, g.username))
 
 
-@bp.post("/instances/<instance_id>/comments")
+@bp.post("/instances/<iid:instance_id>/comments")
 @authenticated
 def add_comment(instance_id):
     body = json_body()
@@ -237,7 +259,7 @@ def notifications():
     return jsonify(engine().notifications(g.username, unread=unread, limit=limit, offset=offset))
 
 
-@bp.post("/notifications/<notification_id>/read")
+@bp.post("/notifications/<iid:notification_id>/read")
 @authenticated
 def notification_read(notification_id):
     engine().mark_read(g.username, notification_id)

@@ -91,6 +91,9 @@ def serve(host, port, demo, workers, threads, no_worker):
 
     from gunicorn.app.base import BaseApplication
 
+    _hide_server_header()
+    control_socket = os.environ.get("SALESFLOW_CONTROL_SOCKET")
+
     class Server(BaseApplication):
         def load_config(self):
             self.cfg.set("bind", f"{host}:{port}")
@@ -101,6 +104,14 @@ def serve(host, port, demo, workers, threads, no_worker):
             self.cfg.set("timeout", 60)
             if not no_worker:
                 self.cfg.set("post_worker_init", _start_background_worker)
+            # gunicorn >= 25 opens a control socket at one fixed path per user ($XDG_RUNTIME_DIR or
+            # ~/.gunicorn/gunicorn.ctl), shared by every server of that user: off unless asked for
+            # at a path of this server's own (SALESFLOW_CONTROL_SOCKET)
+            if "control_socket_disable" in self.cfg.settings:
+                if control_socket:
+                    self.cfg.set("control_socket", control_socket)
+                else:
+                    self.cfg.set("control_socket_disable", True)
 
         def load(self):
             app = create_app(setup=False)
@@ -129,6 +140,21 @@ def _report(result: dict) -> None:
     mailed = result["mail"]
     if any(mailed.values()):
         click.echo(f"mail: {mailed['sent']} sent, {mailed['retry']} to retry, {mailed['failed']} given up", err=True)
+
+
+def _hide_server_header() -> None:
+    """gunicorn writes `Server: gunicorn` on every response: say nothing about the server instead."""
+    from gunicorn.http import wsgi
+
+    if getattr(wsgi.Response, "_salesflow_quiet", False):
+        return
+    default_headers = wsgi.Response.default_headers
+
+    def quiet_headers(self):
+        return [h for h in default_headers(self) if not h.lower().startswith("server:")]
+
+    wsgi.Response.default_headers = quiet_headers
+    wsgi.Response._salesflow_quiet = True
 
 
 @main.command("seed-demo")

@@ -47,7 +47,7 @@ def notifications():
     return render_template("notifications.html", items=items, unread_only=unread)
 
 
-@bp.post("/notifications/<notification_id>/read")
+@bp.post("/notifications/<iid:notification_id>/read")
 @login_required
 def notification_read(notification_id):
     """Mark one read and open what it is about."""

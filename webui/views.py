@@ -16,6 +16,7 @@ from markupsafe import Markup
 
 from engine.errors import Conflict, EngineError, Forbidden, NotFound, ProcessError, ValidationFailed
 
+from . import edge
 from .formrender import (
     N_, OUTCOMES, STATUSES, STEP_ACTIONS, build_fields, data_fields, describe, flatten, form_title, general_errors,
     lang, localized, localtime, needs_users, parse_form, raw_values, step_form, translate_error_dict,
@@ -249,13 +250,13 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
     ), status
 
 
-@bp.get("/tasks/<task_id>")
+@bp.get("/tasks/<tid:task_id>")
 @login_required
 def task(task_id: str):
     return _task_page(task_id)
 
 
-@bp.post("/tasks/<task_id>/complete")
+@bp.post("/tasks/<tid:task_id>/complete")
 @login_required
 def complete(task_id: str):
     eng = engine()
@@ -279,7 +280,7 @@ def complete(task_id: str):
     return redirect(url_for("views.instance", instance_id=task["instance_id"]))
 
 
-@bp.post("/tasks/<task_id>/claim")
+@bp.post("/tasks/<tid:task_id>/claim")
 @login_required
 def claim(task_id: str):
     try:
@@ -291,7 +292,7 @@ def claim(task_id: str):
     return redirect(url_for("views.task", task_id=task_id))
 
 
-@bp.post("/tasks/<task_id>/delegate")
+@bp.post("/tasks/<tid:task_id>/delegate")
 @login_required
 def delegate(task_id: str):
     to = request.form.get("to", "").strip()
@@ -308,14 +309,15 @@ def delegate(task_id: str):
     return redirect(url_for("views.inbox"))
 
 
-@bp.get("/instances/<instance_id>")
+@bp.get("/instances/<iid:instance_id>")
 @login_required
-def instance(instance_id: str):
+def instance(instance_id: int):
     eng = engine()
     me = current_user.username
     inst = eng.instance(instance_id, me, labels=True)
     try:
         svg = Markup(eng.diagram(inst["id"], me, titles_lang=lang()))  # sanitized SVG made by the engine
+        edge.inline_styles_of(svg)  # its <style>, allowed by hash in the page's CSP
     except EngineError:
         svg = None
     names = _user_names(eng.users())
@@ -327,20 +329,17 @@ def instance(instance_id: str):
         process_title=localized(inst.get("process_name"), inst["process_id"]))
 
 
-@bp.get("/instances/<instance_id>/diagram.svg")
+@bp.get("/instances/<iid:instance_id>/diagram.svg")
 @login_required
-def diagram(instance_id: str):
+def diagram(instance_id: int):
     svg = engine().diagram(instance_id, current_user.username, titles_lang=lang())
     return current_app.response_class(svg, mimetype="image/svg+xml")
 
 
-@bp.post("/instances/<instance_id>/withdraw")
+@bp.post("/instances/<iid:instance_id>/withdraw")
 @login_required
-def withdraw(instance_id: str):
-    try:
-        number = int(instance_id)
-    except ValueError:
-        raise NotFound(f"instance {instance_id} not found") from None
+def withdraw(instance_id: int):
+    number = instance_id  # an id checked by the route's converter (edge.py)
     try:
         engine().withdraw(number, current_user.username)
     except Conflict:

@@ -2,6 +2,7 @@ from alembic import context
 from sqlalchemy import create_engine
 
 from engine.models import Base
+import engine.auth_state  # noqa: F401,E402 - registers its tables on Base.metadata (autogenerate sees them)
 
 config = context.config
 target_metadata = Base.metadata
