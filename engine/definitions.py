@@ -8,9 +8,11 @@ started with, whatever later changes on disk.
 """
 from __future__ import annotations
 
+import ast
 import functools
 import hashlib
 import json
+import re
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -259,11 +261,46 @@ def _check_bpmn(fname: str, root, lanes: dict) -> None:
                 compile_expression((expr or "").strip())
             except (ExpressionError, SyntaxError) as exc:
                 problems.append(str(exc))
+        for tag in ("timeDate", "timeDuration", "timeCycle"):
+            for el in proc.iter(f"{{{BPMN_NS}}}{tag}"):
+                problem = _timer_problem(tag, (el.text or "").strip())
+                if problem:
+                    problems.append(f"timer on {el.getparent().getparent().get('id')!r}: {problem}")
         for task in proc.iter(f"{{{BPMN_NS}}}userTask"):
             if task.get("id") and not any(p.get("name") == "formJsonSchemaFilename" for p in task.iter(f"{{{SPIFF_NS}}}property")):
                 problems.append(f"user task {task.get('id')!r} has no formJsonSchemaFilename property")
     if problems:
         raise DefinitionError(f"{fname}: " + "; ".join(problems))
+
+
+_ISO_LIKE = re.compile(r"^(R\d*/)?(P[\dYMWDTHS.]+|\d{4}-\d{2}-\d{2}\S*)$")
+
+
+def _timer_problem(tag: str, expression: str) -> str | None:
+    """A timer whose value can never be a date, a duration or a cycle would never fire: refuse it.
+    A literal must parse; an ISO value left unquoted is a name error when reached (ENGINE-NOTES trap 8)."""
+    from SpiffWorkflow.bpmn.specs.event_definitions.timer import TimerEventDefinition
+    if not expression:
+        return "no value"
+    if _ISO_LIKE.match(expression):
+        return f"{expression!r} must be quoted (it is an expression): '{expression}'"
+    try:
+        node = ast.parse(expression, mode="eval").body
+    except SyntaxError:
+        return None  # compile_expression reports it
+    if isinstance(node, ast.Constant):
+        if not isinstance(node.value, str):
+            return f"{expression!r} is not a date, a duration or a cycle"
+        try:
+            if tag == "timeDuration":
+                TimerEventDefinition.parse_iso_duration(node.value)
+            elif tag == "timeCycle":
+                TimerEventDefinition.parse_iso_recurring_interval(node.value)
+            else:
+                TimerEventDefinition.get_datetime(node.value)
+        except Exception:  # SpiffWorkflow raises a bare Exception for a bad duration
+            return f"{node.value!r} is not a valid {tag}"
+    return None
 
 
 def _check_dmn(fname: str, root) -> None:

@@ -19,7 +19,6 @@ from RestrictedPython import compile_restricted_eval, safe_builtins
 from RestrictedPython.Eval import default_guarded_getitem
 from RestrictedPython.Guards import guarded_iter_unpack_sequence, safer_getattr
 from RestrictedPython.transformer import RestrictingNodeTransformer
-from SpiffWorkflow.bpmn.exceptions import WorkflowTaskException
 from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 
@@ -391,8 +390,7 @@ class SalesflowScriptEngine(PythonScriptEngine):
 
     def call_service(self, task, operation_name, operation_params, **_kwargs):
         params = {name: spec["value"] for name, spec in operation_params.items()}
-        try:
-            result = self.services.call(operation_name, task, params)
-        except Exception as exc:  # surfaced as a task error with the operation named
-            raise WorkflowTaskException(f"service {operation_name} failed: {exc}", task=task, exception=exc)
+        # a ProcessError (the process's own failure: 422, its cause named) and anything else — a bug or
+        # a database error: a 500 with its traceback — pass through as what they are
+        result = self.services.call(operation_name, task, params)
         return json.dumps(result)

@@ -234,13 +234,15 @@ class Runner:
 
     # ------------------------------------------------------------ execution
     def _run(self, cmd: Command, fn, *args):
-        """Run engine code; any failure becomes ProcessError (and the transaction rolls back)."""
+        """Run engine code. What the process itself got wrong — an expression SpiffWorkflow could not
+        evaluate (it wraps those), a restricted expression, a tree too deep — becomes ProcessError
+        (422, with its cause); the transaction rolls back. Anything else is a bug or a database error
+        and propagates unchanged: a 500 with its traceback logged, nothing half-written."""
         token = current_command.set(cmd)
         try:
             with clock.frozen(cmd.now):
                 return fn(*args)
-        except (SpiffWorkflowException, ExpressionError, ValueError, TypeError, KeyError, NameError,
-                AttributeError, ZeroDivisionError, RecursionError) as exc:
+        except (SpiffWorkflowException, ExpressionError, RecursionError) as exc:
             log.warning("process error in instance %s: %s", cmd.instance.id, exc)
             raise ProcessError(f"the process could not continue: {exc}; nothing was changed") from exc
         finally:
@@ -554,6 +556,8 @@ def is_timer(task) -> bool:
 
 
 def timer_due(task) -> datetime | None:
+    """When a waiting timer falls due. A value that is not a date, a duration or a cycle is the
+    process's error (it would never fire): ProcessError, never silently no timer."""
     details = task.task_spec.event_definition.details(task)
     value = details.value
     if isinstance(value, dict):
@@ -563,5 +567,4 @@ def timer_due(task) -> datetime | None:
     try:
         return TimerEventDefinition.get_datetime(value) if isinstance(value, str) else value
     except ValueError:
-        return None
-
+        raise ProcessError(f"timer {task.task_spec.bpmn_id}: {value!r} is not a date, a duration or a cycle") from None

@@ -5,6 +5,7 @@ rolls them back too. Parameters arrive already evaluated from the BPMN expressio
 """
 from __future__ import annotations
 
+import inspect
 from contextvars import ContextVar
 from datetime import date
 from decimal import Decimal
@@ -12,13 +13,17 @@ from decimal import Decimal
 from sqlalchemy import bindparam, delete, func, insert, select
 
 from . import clock
+from .errors import ProcessError
 from .models import Budget, BudgetEntry, ProcessInstance, Region, User
 
 current_command: ContextVar = ContextVar("salesflow_command")
 
 
 def _period(value) -> str:
-    return date.fromisoformat(str(value)[:10]).isoformat()[:7]
+    try:
+        return date.fromisoformat(str(value)[:10]).isoformat()[:7]
+    except ValueError:
+        raise ProcessError(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 # The budget statements run on an expense claim's path: Core, built once, one round trip each.
@@ -55,7 +60,7 @@ def _remaining(cmd, region_code: str, category: str, period: str) -> tuple[int, 
     row = session.execute(_REMAINING, {"region": region_code, "category": category, "period": period,
                                        "instance_id": cmd.instance.id}).first()
     if row is None:
-        raise ValueError(f"unknown region {region_code!r}")
+        raise ProcessError(f"unknown region {region_code!r}")
     return row[0], Decimal(str(row[1] or 0))
 
 
@@ -66,9 +71,16 @@ def release_reservations(cmd) -> None:
 
 class Services:
     def call(self, operation: str, task, params: dict):
+        """Run an operation. Process-level failures (an unknown operation or region, parameters the
+        operation does not take, data that is not a date) are ProcessError (422, with their cause);
+        anything else — a database error, a bug — propagates as what it is (500, logged)."""
         handler = getattr(self, "op_" + operation.replace(".", "_"), None)
         if handler is None:
-            raise ValueError(f"unknown service operation {operation!r}")
+            raise ProcessError(f"unknown service operation {operation!r}")
+        try:
+            inspect.signature(handler).bind(None, **params)
+        except TypeError as exc:
+            raise ProcessError(f"service operation {operation!r}: {exc}") from None
         cmd = current_command.get()
         # no autoflush: operations read tables the command writes directly (budgets), or other
         # instances; this command's own pending changes are written once, when it saves

@@ -11,6 +11,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import click
+from alembic.util import exc as alembic_exc
+from sqlalchemy import exc as sa_exc
 
 from engine.db import Database
 from engine.definitions import DefinitionError
@@ -28,10 +30,12 @@ def _engine(setup: bool = True) -> Engine:
                 click.echo(f"deployed {name}", err=True)
     except DefinitionError as exc:
         raise click.ClickException(f"cannot deploy the workflows: {exc}") from exc
-    except Exception as exc:  # a database that cannot be reached or migrated
-        if isinstance(exc, click.ClickException):
-            raise
+    except (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.ArgumentError, sa_exc.NoSuchModuleError) as exc:
+        # the database cannot be reached, or the URL is not one: say so; any other error is a bug
+        # and keeps its traceback
         raise click.ClickException(f"cannot open the database {_safe(url)}: {exc.__class__.__name__}: {exc}") from exc
+    except alembic_exc.CommandError as exc:
+        raise click.ClickException(f"cannot migrate the database {_safe(url)}: {exc}") from exc
     return engine
 
 
@@ -88,6 +92,10 @@ def serve(host, port, demo, workers, threads, no_worker):
         if created:
             click.echo(f"loaded the demo organisation ({created} users, password salesflow-demo)", err=True)
     engine.db.dispose()
+    # the secret key is made once, here, before the workers start: each of several workers making its
+    # own on a fresh instance folder would refuse the others' sessions and tokens
+    from . import _secret_key
+    _secret_key(default_instance_path())
 
     from gunicorn.app.base import BaseApplication
 

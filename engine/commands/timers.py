@@ -25,9 +25,14 @@ def fire_due_timers(rt, at: datetime | None = None, limit: int = 1000) -> list[d
     for timer_id, instance_id in due:
         try:
             result = _fire_one(rt, timer_id, instance_id, at)
-        except ProcessError as exc:
+        except ProcessError as exc:  # the process's own error: reported, and the batch goes on
             log.error("timer %s of instance %s failed: %s", timer_id, instance_id, exc)
             fired.append({"timer": timer_id, "instance_id": instance_id, "error": exc.message})
+            continue
+        except Exception as exc:  # a bug or a database error: logged with its traceback, the batch goes on
+            log.exception("timer %s of instance %s failed", timer_id, instance_id)
+            fired.append({"timer": timer_id, "instance_id": instance_id,
+                          "error": f"{exc.__class__.__name__}: {exc}"})
             continue
         if result:
             fired.append(result)
