@@ -244,6 +244,23 @@ class Notification(Base):
     read_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
+class Attachment(Base):
+    """A stored file (its bytes live outside the database, in the fsspec store at `path`). Until it
+    is linked to an instance only its uploader may use it; unlinked uploads are purged after a day."""
+    __tablename__ = "attachments"
+    __table_args__ = (Index("ix_attachments_unlinked", "instance_id", "uploaded_at"),)
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random, unguessable
+    filename: Mapped[str] = mapped_column(String(255))
+    content_type: Mapped[str] = mapped_column(String(120))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(String(255))  # key in the store
+    uploaded_by_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    uploaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    instance_id: Mapped[int | None] = mapped_column(ForeignKey("process_instances.id"))
+    linked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
 class OutboxMail(Base):
     """One mail per notification, written in the same transaction; the worker delivers it. A lease
     (`lease_until`) keeps two workers from sending one mail at once; `message_id` is stable, so a

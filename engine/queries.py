@@ -262,10 +262,10 @@ def comments(rt, instance_id, username: str) -> list[dict]:
         inst = session.get(ProcessInstance, parse_instance_id(instance_id))
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
+        from .commands.instances import comment_dict
         rows = session.scalars(select(Comment).where(Comment.instance_id == inst.id).order_by(Comment.at, Comment.id)).all()
         names = usernames(session, {r.author_id for r in rows})
-        return [{"id": r.id, "at": iso(r.at), "author": names.get(r.author_id), "text": r.text, "attachments": []}
-                for r in rows]
+        return [comment_dict(session, r, names.get(r.author_id)) for r in rows]
 
 
 def copied_to(session, instance_id: int) -> list[str]:

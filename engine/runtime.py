@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from . import access, clock, mail, notify, org, people, queries
+from . import access, attachments, clock, mail, notify, org, people, queries
 from .commands import instances as instance_commands
 from .commands import signers as signer_commands
 from .commands import tasks as task_commands
@@ -28,6 +28,17 @@ __all__ = ["DEFAULT_WORKFLOWS_DIR", "Engine"]
 
 
 class Engine(Runner):
+    @property
+    def storage(self) -> attachments.Storage:
+        """Where attachments' bytes live (set `engine.storage` to configure; default SALESFLOW_FILES_URL)."""
+        if getattr(self, "_storage", None) is None:
+            self._storage = attachments.Storage(attachments.default_storage_url())
+        return self._storage
+
+    @storage.setter
+    def storage(self, value: attachments.Storage) -> None:
+        self._storage = value
+
     # ------------------------------------------------------------------ setup
     def setup(self) -> list[str]:
         """Migrate the database and deploy what changed in workflows/. Returns the new versions."""
@@ -76,7 +87,16 @@ class Engine(Runner):
     def fire_due_timers(self, at: datetime | None = None, limit: int = 1000) -> list[dict]:
         return timer_commands.fire_due_timers(self, at, limit)
 
+    def upload(self, username: str, stream, filename: str | None, *, instance_id: int | None = None) -> dict:
+        return attachments.upload(self, username, stream, filename, instance_id=instance_id)
+
     # ------------------------------------------------------------ reads
+    def attachments(self, instance_id: int, username: str) -> list[dict]:
+        return attachments.of_instance(self, instance_id, username)
+
+    def open_attachment(self, attachment_id: str, username: str):
+        return attachments.open_for(self, attachment_id, username)
+
     def processes(self, username: str) -> list[dict]:
         return queries.processes(self, username)
 
@@ -123,7 +143,8 @@ class Engine(Runner):
         fired = self.fire_due_timers(now)
         reminded = notify.remind(self, now)
         mailed = mail.deliver(self, smtp_url, mail_from, base_url, now)
-        return {"fired": fired, "reminded": reminded, "mail": mailed}
+        purged = attachments.purge_unlinked(self, now)
+        return {"fired": fired, "reminded": reminded, "mail": mailed, "purged": purged}
 
     def failed_mail(self) -> list[dict]:
         return mail.failed(self)

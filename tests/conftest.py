@@ -64,9 +64,25 @@ def database(request, tmp_path, sqlite_template):
     db.dispose()
 
 
+PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj <</Type /Catalog>> endobj\ntrailer <</Root 1 0 R>>\n%%EOF\n"
+
+
+def invoice(engine, username: str, name: str = "发票.pdf") -> str:
+    """Upload a (tiny, real) PDF invoice as `username`; returns its attachment id."""
+    import io
+    return engine.upload(username, io.BytesIO(PDF), name)["id"]
+
+
+def invoiced(engine, username: str, data: dict) -> dict:
+    """An expense claim's data with an invoice of `username`'s attached (expense claims require one)."""
+    return {**data, "invoices": data.get("invoices") or [invoice(engine, username)]}
+
+
 @pytest.fixture
-def engine(database):
+def engine(database, tmp_path):
+    from engine.attachments import Storage
     eng = Engine(database)
+    eng.storage = Storage(f"file://{tmp_path / 'files'}")
     eng.setup()
     with database.write() as session:
         seed_demo(session)

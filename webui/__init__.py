@@ -26,6 +26,11 @@ def database_url(instance_path: str | os.PathLike) -> str:
     return os.environ.get("SALESFLOW_DATABASE_URL") or default_sqlite_url(instance_path)
 
 
+def files_url(instance_path: str | os.PathLike) -> str:
+    """SALESFLOW_FILES_URL (any fsspec URL, e.g. s3://bucket/salesflow), else the instance folder's files/."""
+    return os.environ.get("SALESFLOW_FILES_URL") or "file://" + str(Path(instance_path).resolve() / "files")
+
+
 def default_instance_path() -> str:
     return os.environ.get("SALESFLOW_INSTANCE_DIR") or str(Path(__file__).resolve().parent.parent / "instance")
 
@@ -100,6 +105,9 @@ def create_app(config: dict | None = None, engine: Engine | None = None, setup: 
         engine = Engine(Database(app.config.get("DATABASE_URL") or database_url(instance_path)))
         if setup:
             engine.setup()
+    if getattr(engine, "_storage", None) is None:
+        from engine.attachments import Storage
+        engine.storage = Storage(files_url(instance_path))
     app.extensions["salesflow"] = engine
     app.session_interface = SessionInterface()
     hops = _env_int("SALESFLOW_PROXY_HOPS", 0)

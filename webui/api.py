@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import EngineError, RateLimited, ValidationFailed
@@ -290,3 +290,45 @@ def change_password():
     body = json_body()
     engine().change_password(g.username, body.get("old"), body.get("new"))
     return "", 204
+
+
+UPLOAD_LIMIT = 20 * 1024 * 1024 + 64 * 1024  # a 20 MiB file and its multipart framing
+
+
+def _uploaded_file():
+    upload = request.files.get("file")
+    if upload is None:
+        raise ValidationFailed({"file": "send the file as the multipart/form-data part `file`"})
+    return upload
+
+
+@bp.post("/attachments")
+@edge.accepts("multipart/form-data")
+@edge.max_body(UPLOAD_LIMIT)
+@authenticated
+def upload_attachment():
+    upload = _uploaded_file()
+    return jsonify(engine().upload(g.username, upload.stream, upload.filename)), 201
+
+
+@bp.get("/attachments/<attachment_id>")
+@authenticated
+def download_attachment(attachment_id):
+    meta, handle = engine().open_attachment(attachment_id, g.username)
+    return send_file(handle, mimetype=meta["content_type"], as_attachment=True, download_name=meta["filename"],
+                     max_age=0, etag=meta["sha256"])
+
+
+@bp.get("/instances/<iid:instance_id>/attachments")
+@authenticated
+def instance_attachments(instance_id):
+    return jsonify(engine().attachments(instance_id, g.username))
+
+
+@bp.post("/instances/<iid:instance_id>/attachments")
+@edge.accepts("multipart/form-data")
+@edge.max_body(UPLOAD_LIMIT)
+@authenticated
+def add_instance_attachment(instance_id):
+    upload = _uploaded_file()
+    return jsonify(engine().upload(g.username, upload.stream, upload.filename, instance_id=instance_id)), 201

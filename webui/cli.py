@@ -18,13 +18,15 @@ from engine.db import Database
 from engine.definitions import DefinitionError
 from engine.runtime import Engine
 
-from . import create_app, database_url, default_instance_path
+from . import create_app, database_url, default_instance_path, files_url
 
 
 def _engine(setup: bool = True) -> Engine:
     url = database_url(default_instance_path())
     try:
         engine = Engine(Database(url))
+        from engine.attachments import Storage
+        engine.storage = Storage(files_url(default_instance_path()))
         if setup:
             for name in engine.setup():
                 click.echo(f"deployed {name}", err=True)

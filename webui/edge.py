@@ -204,6 +204,14 @@ def accepts(*mimetypes: str):
     return mark
 
 
+def max_body(limit: int):
+    """Declare a larger body limit for this view (uploads); enforced while the body streams in."""
+    def mark(view):
+        view.edge_max_body = limit
+        return view
+    return mark
+
+
 def _is_json(mimetype: str) -> bool:
     return mimetype in _JSON_TYPES or (mimetype.startswith("application/") and mimetype.endswith("+json"))
 
@@ -237,6 +245,9 @@ def check_api_body() -> None:
 
 def check_request() -> None:
     """Every request: path parts, query parameters and form fields are free of NUL and lone surrogates."""
+    view = current_app.view_functions.get(request.endpoint)
+    if getattr(view, "edge_max_body", None):
+        request.max_content_length = view.edge_max_body
     for key, value in (request.view_args or {}).items():
         if isinstance(value, str):
             check_text(value, f"path {key}")

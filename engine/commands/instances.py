@@ -7,11 +7,11 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select, update
 from SpiffWorkflow.bpmn.workflow import BpmnWorkflow
 
-from .. import clock, org
+from .. import attachments as stored_files, clock, org
 from ..access import actor as get_actor, can_see, may_start
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
 from ..forms import validate_form
-from ..models import Comment, HistoryEvent, Timer
+from ..models import Attachment, Comment, HistoryEvent, Timer
 from ..queries import instance_dict
 from ..runner import Command, InstanceRow, copy_to
 from ..tables import CANDIDATE_TABLE, INSERT_INSTANCE, TASK_TABLE, instance_id as parse_instance_id, iso, usernames
@@ -45,11 +45,13 @@ def start(rt, process_id: str, username: str, data: dict | None = None, *, at: d
                 "region": subject.region.code if subject.region else None}
         wf = BpmnWorkflow(parsed.spec, parsed.subprocess_specs, script_engine=rt.script_engine)
         wf.task_tree.data.update({**meta, **initial})
+        if start_form:
+            stored_files.link_form(cmd, parsed.forms[start_form], initial)
         rt._participate(cmd, actor.id)
         rt._participate(cmd, subject.id)
         cmd.record("started", None, subject=subject.username if subject.id != actor.id else None)
         rt._settle(cmd, wf)
-        if data and not start_form:
+        if data is not None and not start_form:
             first = [row for row in cmd.tasks.values() if row.status == "open"]
             if len(first) != 1 or first[0].assignee_id != actor.id:
                 raise BadRequest("this process does not start with a task of yours; start it without data")
@@ -178,11 +180,14 @@ def comment(rt, instance_id, username: str, text, attachments=None) -> dict:
         if not can_see(session, inst, actor):
             raise NotFound(f"instance {instance_id} not found")
         text = _text(text, "text", required=True)
-        if attachments not in (None, []):
-            if not isinstance(attachments, list) or not all(isinstance(a, str) for a in attachments):
-                raise ValidationFailed({"attachments": "must be a list of attachment ids"})
-            raise ValidationFailed({"attachments": "unknown attachment: " + ", ".join(attachments)})
-        row = Comment(instance_id=inst.id, author_id=actor.id, at=cmd.now, text=text, attachments=[])
+        if attachments is None:
+            attachments = []
+        if not isinstance(attachments, list) or len(attachments) > 20 \
+                or not all(isinstance(a, str) for a in attachments):
+            raise ValidationFailed({"attachments": "must be a list of at most 20 attachment ids"})
+        attachments = list(dict.fromkeys(attachments))
+        stored_files.link(cmd, {"attachments": attachments})
+        row = Comment(instance_id=inst.id, author_id=actor.id, at=cmd.now, text=text, attachments=attachments)
         session.add(row)
         session.flush()
         mentioned = []
@@ -192,11 +197,15 @@ def comment(rt, instance_id, username: str, text, attachments=None) -> dict:
                 mentioned.append(user.id)
         cmd.notify("mention", mentioned, None, comment_id=row.id)
         rt._save(cmd)
-        return comment_dict(row, actor.username)
+        return comment_dict(session, row, actor.username)
 
 
-def comment_dict(row, author: str) -> dict:
-    return {"id": row.id, "at": iso(row.at), "author": author, "text": row.text, "attachments": []}
+def comment_dict(session, row, author: str) -> dict:
+    """The comment object; its attachments as the attachment objects of the instance's list."""
+    files = [session.get(Attachment, a) for a in row.attachments or []]
+    names = usernames(session, {f.uploaded_by_id for f in files if f is not None})
+    return {"id": row.id, "at": iso(row.at), "author": author, "text": row.text,
+            "attachments": [stored_files.attachment_dict(f, names) for f in files if f is not None]}
 
 
 def _text(value, field: str, *, required: bool, limit: int = 5000) -> str | None:

@@ -8,7 +8,7 @@ from sqlalchemy import select
 from SpiffWorkflow.bpmn.specs.defaults import ParallelGateway
 from SpiffWorkflow.util.task import TaskState
 
-from .. import org
+from .. import attachments, org
 from ..access import check_can_act, is_candidate
 from ..errors import Conflict, Forbidden, ValidationFailed
 from ..forms import validate_form
@@ -46,6 +46,7 @@ def complete_loaded(rt, cmd: Command, wf, row: TaskRow, data) -> None:
     """Complete the open task `row` of the loaded workflow with the user's answer, then settle."""
     from .signers import complete_signer, pending_signers
     accepted = validate_form(cmd.parsed.forms[row.form], data if data is not None else {})
+    attachments.link_form(cmd, cmd.parsed.forms[row.form], accepted)
     if row.parent_id is not None:  # an added signer's task
         complete_signer(rt, cmd, wf, row, accepted)
         return

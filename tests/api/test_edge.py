@@ -154,7 +154,7 @@ def test_lone_surrogates_anywhere_in_start_data_are_refused(api, engine, body):
 
 
 def test_a_proper_surrogate_pair_is_fine(api):
-    body = json.dumps({"data": dict(CLAIM, description="client dinner \U0001F600")})  # escaped as a pair
+    body = json.dumps({"data": dict(CLAIM, description="client dinner \U0001F600", invoices=[api.invoice("alice")])})
     assert raw_post(api, "alice", START, body).status_code == 201
 
 
@@ -245,7 +245,8 @@ def test_a_start_request_that_is_not_json_is_refused_and_creates_nothing(api, en
 
 
 def test_json_with_a_charset_is_fine(api):
-    r = raw_post(api, "alice", START, json.dumps({"data": CLAIM}), content_type="application/json; charset=utf-8")
+    r = raw_post(api, "alice", START, json.dumps({"data": dict(CLAIM, invoices=[api.invoice("alice")])}),
+                 content_type="application/json; charset=utf-8")
     assert r.status_code == 201
 
 

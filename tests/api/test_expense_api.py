@@ -178,10 +178,11 @@ def test_return_and_revise_then_approve(api):
     revise = api.open_task(inst, "revise_claim")
     assert revise["assignee"] == "alice"
     form = api.get("alice", f"/tasks/{revise['id']}").get_json()
-    assert set(form["form"]["required"]) == {"category", "amount", "incurred_on", "description"}
+    assert set(form["form"]["required"]) == {"category", "amount", "incurred_on", "description", "invoices"}
     assert form["values"]["amount"] == 1200  # the revise form starts from the submitted claim
+    assert form["values"]["invoices"] == inst["data"]["invoices"]  # and keeps its invoices
     r = api.post("alice", f"/tasks/{revise['id']}/complete", json={"data": {"amount": 1100}})
-    assert r.status_code == 422 and set(r.get_json()["errors"]) == {"category", "incurred_on", "description"}
+    assert r.status_code == 422 and set(r.get_json()["errors"]) == {"category", "incurred_on", "description", "invoices"}
     inst = api.complete("alice", revise["id"], dict(CLAIM, amount=1100, description="附发票"))["instance"]
     task = api.open_task(inst, "manager_approval")
     assert task["assignee"] == "dave"
@@ -221,7 +222,7 @@ def test_rework_loop_is_bounded(api):
 ])
 def test_invalid_start_data_is_422_per_field_and_creates_nothing(api, engine, field, value):
     before = counts(engine)
-    data = dict(CLAIM, **{field: value})
+    data = dict(CLAIM, invoices=[api.invoice("alice")], **{field: value})
     r = api.post("alice", "/processes/expense_approval/instances", json={"data": data})
     assert r.status_code == 422, r.get_json()
     body = r.get_json()
@@ -233,8 +234,9 @@ def test_missing_and_unknown_fields(api, engine):
     before = counts(engine)
     r = api.post("alice", "/processes/expense_approval/instances", json={"data": {"amount": 5}})
     assert r.status_code == 422
-    assert set(r.get_json()["errors"]) == {"category", "incurred_on", "description"}
-    r = api.post("alice", "/processes/expense_approval/instances", json={"data": dict(CLAIM, is_admin=True)})
+    assert set(r.get_json()["errors"]) == {"category", "incurred_on", "description", "invoices"}
+    r = api.post("alice", "/processes/expense_approval/instances",
+                 json={"data": dict(CLAIM, is_admin=True, invoices=[api.invoice("alice")])})
     assert r.status_code == 422 and r.get_json()["errors"] == {"is_admin": "unknown field"}
     r = api.post("alice", "/processes/expense_approval/instances", json={"data": [1, 2]})
     assert r.status_code == 422

@@ -16,6 +16,7 @@ from engine.expressions import ExpressionError, RestrictedEnvironment
 from engine.calendar import BusinessCalendar
 from engine.models import HistoryEvent, HumanTask, ProcessDefinition, ProcessInstance
 from engine.runtime import DEFAULT_WORKFLOWS_DIR, Engine
+from tests.conftest import invoiced
 
 CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "client visit"}
 APPROVE = {"decision": "approve", "comment": "ok"}
@@ -55,7 +56,7 @@ def test_a_failing_expression_rolls_the_whole_command_back(database, workflows):
     edit(workflows / "expense_approval.bpmn", ">needs_director</bpmn:conditionExpression>",
          ">needs_directorate</bpmn:conditionExpression>")
     eng = make_engine(database, workflows)
-    inst = eng.start("expense_approval", "alice", CLAIM)
+    inst = eng.start("expense_approval", "alice", invoiced(eng, "alice", CLAIM))
     task = inst["tasks"][0]
     before = snapshot(eng, inst["id"])
     with pytest.raises(ProcessError) as err:
@@ -70,7 +71,7 @@ def test_an_instance_changed_behind_the_command_is_a_conflict_and_nothing_is_wri
     """The instance UPDATE checks lock_version: a write that slipped past the lock (simulated here
     by bumping the version inside the command) makes the command fail whole, with 409."""
     eng = make_engine(database, workflows)
-    inst = eng.start("expense_approval", "alice", CLAIM)
+    inst = eng.start("expense_approval", "alice", invoiced(eng, "alice", CLAIM))
     task = inst["tasks"][0]
     before = snapshot(eng, inst["id"])
     load = Engine._load
@@ -92,12 +93,12 @@ def test_an_instance_changed_behind_the_command_is_a_conflict_and_nothing_is_wri
 
 def test_instances_stay_on_the_version_they_started_with(database, workflows):
     eng = make_engine(database, workflows)
-    old = eng.start("expense_approval", "alice", CLAIM)
+    old = eng.start("expense_approval", "alice", invoiced(eng, "alice", CLAIM))
     edit(workflows / "expense_approval.bpmn", 'name="财务审核付款"', 'name="财务复核"')
     assert eng.deploy() == ["expense_approval v2"]
     assert eng.deploy() == []  # unchanged content is not deployed again
     assert [p["version"] for p in eng.processes("alice") if p["id"] == "expense_approval"] == [2]
-    new = eng.start("expense_approval", "bob", CLAIM)
+    new = eng.start("expense_approval", "bob", invoiced(eng, "bob", CLAIM))
     old_fin = eng.complete(old["tasks"][0]["id"], "dave", APPROVE)["tasks"][0]
     new_fin = eng.complete(new["tasks"][0]["id"], "dave", APPROVE)["tasks"][0]
     assert old_fin["title"] == "财务审核付款"
@@ -162,7 +163,7 @@ def test_restricted_expressions():
 
 
 def test_state_is_stored_without_the_spec_and_as_text(engine):
-    inst = engine.start("expense_approval", "alice", CLAIM)
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     with engine.db.read() as s:
         state = s.get(ProcessInstance, inst["id"]).state
         column_types = {c["name"]: str(c["type"]).upper() for c in inspect(s.connection()).get_columns("process_instances")}

@@ -17,7 +17,7 @@ from engine.definitions import DefinitionError, WorkflowDirectory, parse_bundle
 from engine.errors import ProcessError
 from engine.models import BudgetEntry, HistoryEvent, HumanTask, ProcessInstance
 from engine.runtime import DEFAULT_WORKFLOWS_DIR
-from tests.conftest import at
+from tests.conftest import at, invoiced
 
 CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "client visit"}
 APPROVE = {"decision": "approve", "comment": "ok"}
@@ -35,7 +35,7 @@ def test_what_the_process_got_wrong_stays_a_422_with_its_cause(engine, monkeypat
     monkeypatch.setattr(services, "_REMAINING", services._REMAINING.where(services._REGIONS.c.code == "nowhere"))
     before = counts(engine)
     with pytest.raises(ProcessError) as err:
-        engine.start("expense_approval", "alice", CLAIM)
+        engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     assert "unknown region 'east'" in err.value.message and err.value.status == 422
     assert counts(engine) == before
 

@@ -14,7 +14,7 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from engine.models import OutboxMail, User
-from tests.conftest import at
+from tests.conftest import at, invoiced
 
 CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "拜访客户 client visit"}
 APPROVE = {"decision": "approve", "comment": "同意"}
@@ -80,7 +80,7 @@ def text_of(message) -> str:
 
 def test_a_new_task_is_mailed_to_its_owner_in_their_language_with_a_link(engine, smtp):
     engine.update_me("dave", {"locale": "en"})
-    inst = engine.start("expense_approval", "alice", CLAIM)
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     task = inst["tasks"][0]
     assert [n["kind"] for n in engine.notifications("dave")] == ["task_assigned"]
     assert engine.notifications("dave")[0]["text"].startswith("New task: Manager approval — Expense reimbursement #")
@@ -105,13 +105,13 @@ def test_a_new_task_is_mailed_to_its_owner_in_their_language_with_a_link(engine,
 
 def test_mail_off_and_no_address_send_nothing_but_the_app_still_tells(engine, smtp):
     engine.update_me("dave", {"mail_notifications": False})
-    engine.start("expense_approval", "alice", CLAIM)
+    engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     assert work(engine, smtp.url)["mail"]["sent"] == 0 and smtp.messages.messages == []
     assert engine.unread_count("dave") == 1
 
 
 def test_without_an_smtp_url_the_outbox_keeps_the_mail(engine, smtp):
-    engine.start("expense_approval", "alice", CLAIM)
+    engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     assert work(engine, None)["mail"] == {"sent": 0, "retry": 0, "failed": 0}
     with engine.db.read() as s:
         assert [m.status for m in s.scalars(select(OutboxMail))] == ["pending"]
@@ -120,7 +120,7 @@ def test_without_an_smtp_url_the_outbox_keeps_the_mail(engine, smtp):
 
 
 def test_a_mail_server_that_goes_away_gets_the_mail_once_it_is_back(engine, smtp):
-    engine.start("expense_approval", "alice", CLAIM)
+    engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     smtp.stop()
     now = at("2026-12-01T10:00")
     with engine.db.write() as s:  # the mail was written at the real clock: make it due at the test's clock
@@ -139,7 +139,7 @@ def test_a_mail_server_that_goes_away_gets_the_mail_once_it_is_back(engine, smtp
 
 
 def test_a_mail_failing_for_a_day_is_given_up_and_shown_to_the_administrator(engine):
-    engine.start("expense_approval", "alice", CLAIM)
+    engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     dead = f"smtp://127.0.0.1:{free_port()}"
     now = at("2026-12-01T10:00")
     with engine.db.write() as s:
@@ -153,7 +153,7 @@ def test_a_mail_failing_for_a_day_is_given_up_and_shown_to_the_administrator(eng
 
 def test_several_workers_at_once_never_send_one_mail_twice(engine, smtp):
     for who in ("alice", "bob") * 5:
-        engine.start("expense_approval", who, CLAIM)
+        engine.start("expense_approval", who, invoiced(engine, who, CLAIM))
     with engine.db.read() as s:
         total = len(s.scalars(select(OutboxMail)).all())
     assert total == 10
@@ -178,7 +178,7 @@ def test_several_workers_at_once_never_send_one_mail_twice(engine, smtp):
 
 # ---------------------------------------------------------------- the app's notifications
 def test_notifications_list_mark_read_and_read_all(engine):
-    inst = engine.start("expense_approval", "alice", CLAIM)
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     engine.urge(inst["id"], "alice", "请尽快")
     kinds = [n["kind"] for n in engine.notifications("dave")]
     assert kinds == ["urge", "task_assigned"]  # newest first
@@ -225,14 +225,14 @@ def test_out_of_office_sends_new_tasks_to_the_delegate_for_the_absent_person(eng
     engine.update_me("dave", {"out_of_office": {"from": "2026-01-01T00:00", "until": "2099-01-01T00:00",
                                                 "delegate": "frank"}})
     assert engine.me("dave")["out_of_office"]["delegate"] == "frank"
-    inst = engine.start("expense_approval", "alice", CLAIM)
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     [task] = inst["tasks"]
     assert task["assignee"] == "frank"
     created = [h for h in inst["history"] if h["action"] == "task_created" and h["task"] == "manager_approval"][0]
     assert created["detail"]["for"] == "dave"
     assert "代Dave" in engine.notifications("frank")[0]["text"]
     # frank is not the natural owner: his later director step is not skipped as "asked twice"
-    big = engine.start("expense_approval", "bob", {**CLAIM, "amount": 25000})
+    big = engine.start("expense_approval", "bob", invoiced(engine, "bob", {**CLAIM, "amount": 25000}))
     done = engine.complete(big["tasks"][0]["id"], "frank", APPROVE)
     assert [t["name"] for t in done["tasks"]] == ["director_approval"]
 
@@ -240,11 +240,11 @@ def test_out_of_office_sends_new_tasks_to_the_delegate_for_the_absent_person(eng
 def test_a_delegate_who_may_not_take_the_task_hands_it_to_the_absent_persons_manager(engine):
     engine.update_me("dave", {"out_of_office": {"from": "2026-01-01T00:00", "until": "2099-01-01T00:00",
                                                 "delegate": "bob"}})  # a rep: may not decide a manager step
-    inst = engine.start("expense_approval", "alice", CLAIM)
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     assert inst["tasks"][0]["assignee"] == "frank"
     # and the absence ends: tasks come to dave again
     engine.update_me("dave", {"out_of_office": None})
-    assert engine.start("expense_approval", "bob", CLAIM)["tasks"][0]["assignee"] == "dave"
+    assert engine.start("expense_approval", "bob", invoiced(engine, "bob", CLAIM))["tasks"][0]["assignee"] == "dave"
 
 
 def test_claim_pools_skip_the_absent(engine):
@@ -257,7 +257,7 @@ def test_claim_pools_skip_the_absent(engine):
         hank.roles = [UserRole(role="finance")]
         s.add(hank)
     engine.update_me("hank", {"out_of_office": {"from": "2026-01-01T00:00", "until": "2099-01-01T00:00"}})
-    inst = engine.start("expense_approval", "alice", CLAIM)
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     inst = engine.complete(inst["tasks"][0]["id"], "dave", APPROVE)["instance"]
     assert inst["tasks"][0]["assignee"] == "heidi"  # hank is away: heidi alone, assigned
 
