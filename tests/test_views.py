@@ -630,3 +630,14 @@ def test_desk_pages_in_english_have_no_chinese_and_no_raw_keys(app):
     for english in ("Add signer", "Transfer", "Copy to", "Added signers", "Countersign", "Waiting for them"):
         assert english not in zh, english
     assert "会签" in zh and "待审批" in zh
+
+
+def test_inbox_marks_an_added_signers_task_and_shows_names(app):
+    inst = _claim(app)
+    task = _task(app, inst["id"], "manager_approval")
+    app.extensions["salesflow"].add_signer(task["id"], "dave", ["frank"], "parallel", None)
+    row = re.search(rf'<tr class="task-row"[^>]*data-instance-id="{inst["id"]}">.*?</tr>',
+                    login(app, "frank").get("/").get_data(as_text=True), re.S)
+    assert row and "加签人" in text_of(row.group(0))
+    submitted = text_of(login(app, "alice").get("/"))
+    assert "直属经理审批 · Dave 戴经理" in submitted and "· dave" not in submitted

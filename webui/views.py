@@ -169,7 +169,7 @@ def inbox():
     claimable = [t for t in tasks if t["assignee"] is None]
     submitted = eng.instances(me, mine=True)
     return render_template("inbox.html", mine=mine, claimable=claimable, submitted=submitted,
-                           process_names=eng.process_names())
+                           process_names=eng.process_names(), names=_user_names(eng.users()))
 
 
 def _process_title(process: dict) -> str:
