@@ -91,15 +91,38 @@ DATA_LABELS = {
     "due_at": _l("Due"),
     "message": _l("Message"),
     "subject": _l("On behalf of"),
+    "users": _l("People"),
+    "mode": _l("How they sign"),
+    "signer": _l("Added signer"),
+    "because": _l("Because"),
+    "step": _l("Back to"),
+    "return_to": _l("Return to step"),
+    "automatic": _l("Copied automatically"),
+    "copied_to": _l("Copied to"),
+    "reminded": _l("Reminded"),
 }
+SIGNER_MODES = {
+    "before": _l("Sign first"),
+    "after": _l("Sign after"),
+    "parallel": _l("Countersign"),
+}
+SIGNER_MODE_HELP = {
+    "before": _l("They approve first; when all of them have approved, the task comes back to you."),
+    "after": _l("You decide first; your approval takes effect only when all of them have approved too."),
+    "parallel": _l("They sign alongside you; the step is done when everyone has approved."),
+}
+BECAUSE = {"returned": _l("Returned for revision"), "rejected": _l("Rejected"), "approved": _l("Approved")}
+REASONS = {"waiting for the added signers": _l("waiting for the added signers")}
 REGIONS = {"east": _l("East"), "north": _l("North"), "south": _l("South"), "west": _l("West"),
            "central": _l("Central")}
 # labels of values that no form declares, by data key
 VALUE_LABELS = {"appeal_result": {"upheld": _l("Upheld"), "changed": _l("Changed")},
-                "outcome": OUTCOMES, "status": STATUSES, "region": REGIONS}
+                "outcome": OUTCOMES, "status": STATUSES, "region": REGIONS, "mode": SIGNER_MODES,
+                "because": BECAUSE, "reason": REASONS}
 # data keys the engine sets to usernames (shown as the user's name); form fields say so with
 # x-widget "user" or format "username"
-ENGINE_USER_KEYS = {"submitter", "started_by", "by", "assignee", "candidates", "from", "to", "subject"}
+ENGINE_USER_KEYS = {"submitter", "started_by", "by", "assignee", "candidates", "from", "to", "subject", "users",
+                    "signer", "copied_to", "reminded"}
 
 # Messages the engine and the form schemas (x-error) produce, in English; shown translated.
 # A new x-error in a form needs a line here and a translation (or an "x-error-zh" next to it).
@@ -111,6 +134,20 @@ ENGINE_MESSAGES = frozenset({
     N_("the task is already yours"),
     N_("nobody approves their own request"),
     N_("you cannot start this for yourself"),
+    N_("this person is not active"),
+    N_("administrators do not decide tasks"),
+    N_("this person holds no role that decides this step"),
+    N_("the step is already theirs"),
+    N_("already signs this step"),
+    N_("give 1 to 10 usernames"),
+    N_("give 1 to 20 usernames"),
+    N_("a person is named twice"),
+    N_("copying a request to yourself does nothing"),
+    N_("only a return goes back to a step"),
+    N_("must be one of: before, after, parallel"),
+    N_("must be a string"),
+    N_("signers can be added only to an approval step, by its owner"),
+    N_("no such user"),
     # forms (x-error)
     N_("a comment is required to return or reject"),
     N_("a satisfaction score from 1 to 5"),
@@ -163,6 +200,10 @@ MESSAGE_PATTERNS = (
     (re.compile(r"must be of type (?P<type>\w+)"), N_("must be %(type)s")),
     (re.compile(r"must be one of: .*"), N_("choose one of the options")),
     (re.compile(r"no active user .*"), N_("no such user")),
+    (re.compile(r"no user .*"), N_("no such user")),
+    (re.compile(r"at most (?P<count>\d+) characters"), N_("at most %(count)s characters")),
+    (re.compile(r"'.*' is not a step this task can return to .*"), N_("choose one of the steps offered")),
+    (re.compile(r"step '.*' has not been done in this instance"), N_("choose one of the steps offered")),
     (re.compile(r"(?P<user>\S+) has no manager to evaluate them"), N_("%(user)s has no manager to evaluate them")),
     (re.compile(r"(?P<user>\S+) is not in your team"), N_("%(user)s is not in your team")),
     (re.compile(r"this request was already returned (?P<count>\d+) times.*"),
@@ -213,6 +254,36 @@ def translate_message(message, zh: dict | None = None) -> str:
 
 def translate_error_dict(errors: dict | None) -> dict:
     return {k: translate_message(v) for k, v in (errors or {}).items()}
+
+
+# engine messages that name people: a prefix, then "name (reason); ..." or "name, name"
+PEOPLE_MESSAGES = (
+    ("cannot take this task: ", N_("These people cannot take this task:"), "; "),
+    ("no active user: ", N_("There is no active user:"), ", "),
+)
+_NAMED = re.compile(r"(?P<user>[^\s(]+) \((?P<why>.*)\)")
+
+
+def people_error(message, names: dict | None = None) -> dict | None:
+    """An error on a field naming people, translated: {"message": ..., "people": ["Name: reason", ...]}
+    (people empty for an ordinary message), display names for usernames."""
+    if not message:
+        return None
+    names = names or {}
+    if isinstance(message, str):
+        for prefix, headline, separator in PEOPLE_MESSAGES:
+            if message.startswith(prefix):
+                people = []
+                for part in message[len(prefix):].split(separator):
+                    part = part.strip()
+                    match = _NAMED.fullmatch(part)
+                    if match:
+                        people.append(_("%(user)s: %(reason)s", user=names.get(match["user"], match["user"]),
+                                        reason=translate_message(match["why"])))
+                    elif part:
+                        people.append(names.get(part, part))
+                return {"message": _(headline), "people": people}
+    return {"message": translate_message(message), "people": []}
 
 
 # --------------------------------------------------------------- values
@@ -381,6 +452,8 @@ def _is_user(prop: dict) -> bool:
 def _kind(prop: dict) -> str:
     typ = prop.get("type")
     widget = prop.get("x-widget")
+    if widget == "return-target":
+        return "return-target"
     if typ == "object" and isinstance(prop.get("properties"), dict):
         return "group"
     if _is_user(prop):
@@ -438,10 +511,12 @@ def needs_users(schema: dict | None) -> bool:
 
 
 def build_fields(schema: dict | None, values: dict | None = None, errors: dict | None = None,
-                 users: list | None = None, prefix: str = "", zh: dict | None = None) -> list[Field]:
+                 users: list | None = None, prefix: str = "", zh: dict | None = None,
+                 return_targets: list | None = None) -> list[Field]:
     """Form fields for a JSON Schema object: one Field per property, nested objects as groups.
     `values` are what the inputs show (typed data, or the submitted strings by HTML name),
-    `errors` the engine's {field: message}."""
+    `errors` the engine's {field: message}, `return_targets` the task's steps a return may go
+    back to (for an x-widget "return-target": a select of them, the submitter's step first)."""
     if not schema:
         return []
     values = values or {}
@@ -479,6 +554,13 @@ def build_fields(schema: dict | None, values: dict | None = None, errors: dict |
             f.value = "\n".join(map(str, raw)) if isinstance(raw, list) else (raw or "")
         elif kind == "user":
             f.options = [(u["username"], f'{u["display_name"]} ({u["username"]})') for u in (users or [])]
+        elif kind == "return-target":
+            names = {u["username"]: u["display_name"] for u in (users or [])}
+            f.options = [(t["name"], " · ".join(filter(None, (
+                (t.get("title_en") if lang() == "en" else t.get("title")) or t.get("title") or t["name"],
+                names.get(t.get("assignee"), t.get("assignee")))))) for t in (return_targets or [])]
+            if not f.value and f.options:
+                f.value = f.options[0][0]
         elif kind == "checkbox":
             f.value = raw in (True, "on", "true", "1", "yes")
         elif kind == "number":

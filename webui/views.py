@@ -7,6 +7,8 @@ forms and values are rendered by `formrender`.
 """
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
@@ -14,12 +16,13 @@ from flask_login import current_user, login_required
 from flask_wtf.csrf import CSRFError
 from markupsafe import Markup
 
-from engine.errors import Conflict, EngineError, Forbidden, NotFound, ProcessError, ValidationFailed
+from engine.errors import Conflict, EngineError, Forbidden, NotFound, ProcessError, RateLimited, ValidationFailed
 
 from . import edge
 from .formrender import (
-    N_, OUTCOMES, STATUSES, STEP_ACTIONS, build_fields, data_fields, describe, flatten, form_title, general_errors,
-    lang, localized, localtime, needs_users, parse_form, raw_values, step_form, translate_error_dict,
+    N_, OUTCOMES, SIGNER_MODE_HELP, SIGNER_MODES, STATUSES, STEP_ACTIONS, build_fields, data_fields, describe,
+    flatten, form_title, general_errors, lang, localized, localtime, needs_users, parse_form, people_error,
+    raw_values, step_form, translate_error_dict, translate_message,
 )
 
 bp = Blueprint("views", __name__)
@@ -47,7 +50,14 @@ ACTIONS = {
     "routed": _l("Routed"),
     "task_cancelled": _l("Task cancelled"),
     "instance_completed": _l("Process finished"),
+    "returned_to": _l("Returned to a step"),
+    "signer_added": _l("Signers added"),
+    "signers_approved": _l("All added signers approved"),
+    "held": _l("Approval held for the added signers"),
+    "copied": _l("Copied"),
+    "urged": _l("Urged"),
 }
+SIGNER_STATUSES = {"open": _l("Waiting for them"), "completed": _l("Signed"), "cancelled": _l("Cancelled")}
 LANES = {
     "Submitter": _l("Submitter"),
     "Employee": _l("Employee"),
@@ -93,7 +103,8 @@ def error_page(exc):
     """A friendly HTML error page for an HTTP exception or an engine error."""
     if isinstance(exc, EngineError):
         code = exc.status if exc.status in TITLES else 400
-        detail = exc.message if isinstance(exc, (Conflict, ProcessError)) else None
+        detail = conflict_message(exc) if isinstance(exc, Conflict) else \
+            exc.message if isinstance(exc, ProcessError) else None
     else:
         code = getattr(exc, "code", None) or 500
         detail = None
@@ -143,6 +154,7 @@ def _inject():
         "outcome_label": lambda o: str(OUTCOMES.get(o, o)),
         "action_label": lambda a: str(ACTIONS.get(a, a)),
         "lane_label": lambda lane: str(LANES.get(lane, lane or "—")),
+        "join_names": join_names,
     }
 
 
@@ -158,7 +170,7 @@ def inbox():
     claimable = [t for t in tasks if t["assignee"] is None]
     submitted = eng.instances(me, mine=True)
     return render_template("inbox.html", mine=mine, claimable=claimable, submitted=submitted,
-                           process_names=eng.process_names())
+                           process_names=eng.process_names(), names=_user_names(eng.users()))
 
 
 def _process_title(process: dict) -> str:
@@ -201,8 +213,37 @@ def start(process_id: str):
                            form_errors=general_errors(schema, errors), form_title=form_title(schema)), status
 
 
+def join_names(items, names: dict | None = None) -> str:
+    """People in a sentence ("Dave、Frank" / "Dave, Frank"); usernames shown by `names` when given."""
+    return ("、" if lang() == "zh" else ", ").join(str(names.get(i, i)) if names is not None else str(i)
+                                                  for i in items)
+
+
 def _user_names(users: list[dict]) -> dict:
     return {u["username"]: u["display_name"] for u in users}
+
+
+def _step_title(instance: dict, name: str | None) -> str:
+    title = ((instance.get("steps") or {}).get(name) or {}).get("title") or {}
+    return localized(title, name or "")
+
+
+def _event_detail(instance: dict, event: dict) -> dict:
+    """A history event's detail ready to label: step names as their titles, an added signer's own
+    approval credited to them, nothing the row already says."""
+    detail = dict(event.get("detail") or {})
+    action = event.get("action")
+    for key in ("step", "return_to"):
+        if isinstance(detail.get(key), str):
+            detail[key] = _step_title(instance, detail[key])
+    if action == "returned_to":
+        detail.pop("step", None)  # the step column names it
+    if action in ("copied", "urged") and "to" in detail:  # not a transfer's "to"
+        key = "copied_to" if action == "copied" else "reminded"
+        detail = {key if k == "to" else k: v for k, v in detail.items()}
+    if detail.get("signer") is True:
+        detail["signer"] = event.get("actor")
+    return detail
 
 
 def _history(instance: dict, names: dict) -> list[dict]:
@@ -210,13 +251,54 @@ def _history(instance: dict, names: dict) -> list[dict]:
     (in its definition version), other details by the engine's vocabulary."""
     return [{"at": event.get("at"), "actor": event.get("actor"), "action": event.get("action"),
              "task": localized(event.get("task_title"), event.get("task") or ""),
-             "detail": flatten(describe(event.get("detail") or {}, step_form(instance, event.get("task"))
+             "detail": flatten(describe(_event_detail(instance, event), step_form(instance, event.get("task"))
                                         if event.get("action") in STEP_ACTIONS else {}, names))}
             for event in instance.get("history", [])]
 
 
+# engine conflicts (409), shown in the user's language
+CONFLICTS = (
+    (re.compile(r"task \S+ is already completed"), N_("This task was already completed.")),
+    (re.compile(r"task \S+ is already cancelled"),
+     N_("This task was cancelled: its step was decided by someone else, or the request ended.")),
+    (re.compile(r"task \S+ is already waiting"),
+     N_("This task waits for the signers you added; it comes back to you when they have approved.")),
+    (re.compile(r"task \S+ is already held"), N_("Your approval is held until the added signers have approved.")),
+    (re.compile(r"task( \S+)? is no longer open"), N_("This task is no longer open.")),
+    (re.compile(r"task \S+ closed before your action: .*"),
+     N_("This task closed before your action: its deadline had passed.")),
+    (re.compile(r"the instance was changed concurrently; try again"),
+     N_("Someone else changed this request at the same moment. Please try again.")),
+    (re.compile(r"task \S+ is held by (?P<user>\S+)"), N_("%(user)s has already taken this task.")),
+    (re.compile(r"instance \S+ is (?P<status>\w+), not running"), N_("This request is no longer running (%(status)s).")),
+)
+
+
+def conflict_message(exc: Conflict, names: dict | None = None) -> str:
+    """The engine's own reason for a 409, translated (an unknown one: as it is in English, else the
+    general message)."""
+    for pattern, template in CONFLICTS:
+        match = pattern.fullmatch(exc.message or "")
+        if match:
+            values = match.groupdict()
+            if "user" in values:
+                values["user"] = (names or {}).get(values["user"], values["user"])
+            if "status" in values:
+                values["status"] = str(STATUSES.get(values["status"], values["status"]))
+            return _(template, **values)
+    return exc.message if lang() == "en" and exc.message else str(MESSAGES[409])
+
+
+def _picked(name: str) -> list[str]:
+    return [u.strip() for u in request.form.getlist(name) if u.strip()]
+
+
+def _text(name: str) -> str | None:
+    return request.form.get(name, "").strip() or None
+
+
 def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, delegate_values=None,
-               status: int = 200):
+               signer_errors=None, signer_values=None, cc_errors=None, cc_values=None, status: int = 200):
     eng = engine()
     me = current_user.username
     task = eng.task(task_id, me)
@@ -236,18 +318,50 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
     is_open = task["status"] == "open"
     claimable = bool(is_open and task["assignee"] is None and task.get("can_act"))
     can_complete = bool(is_open and task.get("can_act") and task["assignee"] == me)
+    can_delegate = bool(is_open and task.get("can_act"))
+    can_add_signer = bool(is_open and task.get("can_add_signer"))
+    eligible = eng.eligible_users(task_id, me) if (can_delegate or can_add_signer) else []
+    signing = {s["username"] for s in task.get("signers") or [] if s["status"] == "open"}
     if values is None:
         values = task.get("values") or {}
+    form_fields = build_fields(schema, values, errors, users, return_targets=task.get("return_targets")) \
+        if can_complete else []
+    decision = next((f for f in form_fields if task.get("is_approval") and f.key == "decision"
+                     and f.kind == "radio"), None)
+    signer_errors = signer_errors or {}
+    signers_open = [s for s in task.get("signers") or [] if s["status"] == "open"]
     return render_template(
         "task.html", task=task, instance=instance, process_title=process_title,
-        fields=build_fields(schema, values, errors, users) if can_complete else [],
-        form_title=form_title(schema), form_errors=general_errors(schema, errors or {}),
-        claimable=claimable, can_complete=can_complete, can_delegate=bool(is_open and task.get("can_act")),
-        delegate_to=[u for u in users if u["username"] != me],
+        fields=[f for f in form_fields if f is not decision and not (f.kind == "return-target" and not f.options)],
+        decision=decision, form_title=form_title(schema), form_errors=general_errors(schema, errors or {}),
+        claimable=claimable, can_complete=can_complete, can_delegate=can_delegate,
+        delegate_to=eligible,
         delegate_errors=translate_error_dict(delegate_errors), delegate_values=delegate_values or {},
+        can_add_signer=can_add_signer, signer_candidates=[u for u in eligible if u["username"] not in signing],
+        signer_modes=[(m, SIGNER_MODES[m], SIGNER_MODE_HELP[m]) for m in ("before", "after", "parallel")],
+        signer_errors={"users": people_error(signer_errors.get("users"), names),
+                       **{k: translate_message(v) for k, v in signer_errors.items() if k != "users"}},
+        signer_values=signer_values or {"mode": "before", "users": []},
+        signers_open=signers_open, mode_label=lambda m: str(SIGNER_MODES.get(m, m or "")),
+        signer_status=lambda st: str(SIGNER_STATUSES.get(st, st)),
+        held=bool(task["status"] == "completed" and task.get("assignee") == me and signers_open),
+        **_cc_context(instance, me, users, names, cc_errors, cc_values, next_url=url_for("views.task", task_id=task_id)),
         data_items=describe(task.get("data") or {}, fields, names, hide=("outcome",)),
         names=names, history=_history(instance, names) if instance else [],
+        step_title=lambda name: _step_title(instance or {}, name),
     ), status
+
+
+def _cc_context(instance, me, users, names, errors, values, next_url) -> dict:
+    errors = errors or {}
+    return {
+        "cc_users": [u for u in users if u["username"] != me],
+        "cc_errors": {"users": people_error(errors.get("users"), names),
+                      **{k: translate_message(v) for k, v in errors.items() if k != "users"}},
+        "cc_values": values or {"users": []},
+        "cc_next": next_url,
+        "cc_instance_id": instance["id"] if instance else None,
+    }
 
 
 @bp.get("/tasks/<tid:task_id>")
@@ -263,14 +377,16 @@ def complete(task_id: str):
     me = current_user.username
     task = eng.task(task_id, me)
     data = parse_form(task.get("form"), request.form)
+    if data.get("decision") != "return":
+        data.pop("return_to", None)  # the step picker counts only for a return
     try:
         result = eng.complete(task_id, me, data)
     except ValidationFailed as exc:
         return _task_page(task_id, errors=exc.errors, values=raw_values(request.form), status=422)
     except ProcessError as exc:
         return _task_page(task_id, errors={"_form": exc.message}, values=raw_values(request.form), status=422)
-    except Conflict:
-        flash(_("This task was already completed by someone else."), "warning")
+    except Conflict as exc:
+        flash(conflict_message(exc, _user_names(eng.users())), "warning")
         return redirect(url_for("views.instance", instance_id=task["instance_id"]))
     flash(_("Done: %(task)s.", task=task_title(task)), "success")
     following = [t for t in result.get("tasks", []) if t.get("assignee") == me]
@@ -295,23 +411,62 @@ def claim(task_id: str):
 @bp.post("/tasks/<tid:task_id>/delegate")
 @login_required
 def delegate(task_id: str):
+    eng = engine()
     to = request.form.get("to", "").strip()
-    comment = request.form.get("comment", "").strip() or None
+    comment = _text("comment")
     try:
-        task = engine().delegate(task_id, current_user.username, to, comment)
+        task = eng.delegate(task_id, current_user.username, to, comment)
     except ValidationFailed as exc:
         return _task_page(task_id, delegate_errors=exc.errors, delegate_values={"to": to, "comment": comment or ""},
                           status=422)
-    except Conflict:
-        flash(_("This task was already completed by someone else."), "warning")
+    except Conflict as exc:
+        flash(conflict_message(exc, _user_names(eng.users())), "warning")
         return redirect(url_for("views.inbox"))
-    flash(_("%(task)s was delegated to %(user)s.", task=task_title(task), user=to), "success")
+    flash(_("%(task)s was delegated to %(user)s.", task=task_title(task),
+            user=_user_names(eng.users()).get(to, to)), "success")
     return redirect(url_for("views.inbox"))
 
 
-@bp.get("/instances/<iid:instance_id>")
+@bp.post("/tasks/<tid:task_id>/add-signer")
 @login_required
-def instance(instance_id: int):
+def add_signer(task_id: str):
+    eng = engine()
+    users, mode, comment = _picked("users"), request.form.get("mode", "").strip(), _text("comment")
+    try:
+        eng.add_signer(task_id, current_user.username, users, mode, comment)
+    except ValidationFailed as exc:
+        return _task_page(task_id, signer_errors=exc.errors,
+                          signer_values={"users": users, "mode": mode, "comment": comment or ""}, status=422)
+    except Conflict as exc:
+        flash(conflict_message(exc, _user_names(eng.users())), "warning")
+        return redirect(url_for("views.task", task_id=task_id))
+    names = _user_names(eng.users())
+    flash(_("Signers added (%(mode)s): %(users)s.", mode=SIGNER_MODES[mode],
+            users=join_names(names.get(u, u) for u in users)), "success")
+    return redirect(url_for("views.task", task_id=task_id))
+
+
+def _comment_html(text: str, names: dict) -> Markup:
+    """A comment's text, escaped, its @mentions of known people highlighted with their names."""
+    parts = []
+    last = 0
+    for match in MENTION.finditer(text):
+        parts.append(Markup.escape(text[last:match.start()]))
+        user = match.group(1)
+        if user in names:
+            parts.append(Markup('<span class="mention" title="@{0}">@{1}</span>').format(user, names[user]))
+        else:
+            parts.append(Markup.escape(match.group(0)))
+        last = match.end()
+    parts.append(Markup.escape(text[last:]))
+    return Markup("").join(parts)
+
+
+MENTION = re.compile(r"@([A-Za-z0-9_.\-]+)")  # the engine's own pattern (engine/commands/instances.py)
+
+
+def _instance_page(instance_id, *, comment_errors=None, comment_value="", cc_errors=None, cc_values=None,
+                   status: int = 200):
     eng = engine()
     me = current_user.username
     inst = eng.instance(instance_id, me, labels=True)
@@ -320,18 +475,87 @@ def instance(instance_id: int):
         edge.inline_styles_of(svg)  # its <style>, allowed by hash in the page's CSP
     except EngineError:
         svg = None
-    names = _user_names(eng.users())
+    users = eng.users()
+    names = _user_names(users)
     data = inst.get("data") or {}
+    comments = [{**c, "html": _comment_html(c.get("text") or "", names)} for c in eng.comments(inst["id"], me)]
+    running = inst["status"] == "running"
     return render_template(
         "instance.html", inst=inst, svg=svg, names=names, outcome=data.get("outcome"),
         data_items=describe(data, data_fields(inst), names, hide=("outcome",)),
-        history=_history(inst, names), can_withdraw=inst["status"] == "running" and inst["started_by"] == me,
-        process_title=localized(inst.get("process_name"), inst["process_id"]))
+        history=_history(inst, names), can_withdraw=running and inst["started_by"] == me,
+        can_urge=bool(running and inst.get("tasks") and me in (inst["started_by"], inst["subject"])),
+        comments=comments, comment_errors=translate_error_dict(comment_errors), comment_value=comment_value,
+        **_cc_context(inst, me, users, names, cc_errors, cc_values,
+                      next_url=url_for("views.instance", instance_id=inst["id"])),
+        process_title=localized(inst.get("process_name"), inst["process_id"])), status
+
+
+@bp.get("/instances/<iid:instance_id>")
+@login_required
+def instance(instance_id: str):
+    return _instance_page(instance_id)
+
+
+_TASK_PATH = re.compile(r"/tasks/([0-9a-fA-F-]{36})")
+
+
+@bp.post("/instances/<iid:instance_id>/cc")
+@login_required
+def copy(instance_id: str):
+    """抄送, from the instance page or a task page (`next`: where the form was)."""
+    eng = engine()
+    users, comment = _picked("users"), _text("comment")
+    back = _TASK_PATH.fullmatch(request.form.get("next", ""))
+    try:
+        inst = eng.copy(instance_id, current_user.username, users, comment)
+    except ValidationFailed as exc:
+        values = {"users": users, "comment": comment or ""}
+        if back:
+            return _task_page(back.group(1), cc_errors=exc.errors, cc_values=values, status=422)
+        return _instance_page(instance_id, cc_errors=exc.errors, cc_values=values, status=422)
+    names = _user_names(eng.users())
+    flash(_("Copied to %(users)s.", users=join_names(names.get(u, u) for u in dict.fromkeys(users)
+                                                   if u != current_user.username)), "success")
+    if back:
+        return redirect(url_for("views.task", task_id=back.group(1)))
+    return redirect(url_for("views.instance", instance_id=inst["id"]))
+
+
+@bp.post("/instances/<iid:instance_id>/urge")
+@login_required
+def urge(instance_id: str):
+    eng = engine()
+    try:
+        result = eng.urge(instance_id, current_user.username, _text("comment"))
+    except RateLimited as exc:
+        minutes = max(1, -(-exc.retry_after // 60))
+        flash(_("This request was urged less than an hour ago. You can urge it again in %(minutes)s minutes.",
+                minutes=minutes), "warning")
+    except Conflict as exc:
+        flash(conflict_message(exc), "warning")
+    else:
+        names = _user_names(eng.users())
+        flash(_("Reminder sent to %(users)s.", users=join_names(names.get(u, u) for u in result["notified"]))
+              if result["notified"] else _("Nobody has an open task to be reminded of."), "success")
+    return redirect(url_for("views.instance", instance_id=instance_id))
+
+
+@bp.post("/instances/<iid:instance_id>/comments")
+@login_required
+def add_comment(instance_id: str):
+    text = request.form.get("text", "")
+    try:
+        engine().comment(instance_id, current_user.username, text)
+    except ValidationFailed as exc:
+        return _instance_page(instance_id, comment_errors=exc.errors, comment_value=text, status=422)
+    flash(_("Your comment was added."), "success")
+    return redirect(url_for("views.instance", instance_id=instance_id) + "#comments")
 
 
 @bp.get("/instances/<iid:instance_id>/diagram.svg")
 @login_required
-def diagram(instance_id: int):
+def diagram(instance_id: str):
     svg = engine().diagram(instance_id, current_user.username, titles_lang=lang())
     return current_app.response_class(svg, mimetype="image/svg+xml")
 
