@@ -7,7 +7,7 @@ from sqlalchemy import select
 from . import org
 from .errors import Conflict, Forbidden, NotFound, Unauthorized
 from .models import InstanceParticipant, ProcessInstance, User
-from .tables import IS_CANDIDATE, username
+from .tables import IS_CANDIDATE, current_lang, username
 
 
 def actor(session, name: str) -> User:
@@ -15,6 +15,7 @@ def actor(session, name: str) -> User:
     user = org.user_by_name(session, name)
     if user is None or not user.active:
         raise Unauthorized(f"unknown or inactive user {name!r}")
+    current_lang.set("en" if user.locale == "en" else "zh")
     return user
 
 

@@ -128,6 +128,11 @@ class ProcessInstance(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
     completed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    # the one-line summary (who, what, how much) in both languages, as the process declares it
+    # (processes.json "summary"), and what `q` searches: both summaries, the people's names, the id
+    summary_zh: Mapped[str | None] = mapped_column(String(300))
+    summary_en: Mapped[str | None] = mapped_column(String(300))
+    search_text: Mapped[str | None] = mapped_column(Text)
 
     started_by: Mapped[User] = relationship(foreign_keys=[started_by_id], lazy="select")
     subject: Mapped[User] = relationship(foreign_keys=[subject_id], lazy="select")
@@ -147,6 +152,7 @@ class HumanTask(Base):
         # the inbox: my open tasks in the order shown, read straight off the index
         Index("ix_human_tasks_inbox", "assignee_id", "status", "sort_due", "created_at", "id"),
         Index("ix_human_tasks_instance_status", "instance_id", "status"),
+        Index("ix_human_tasks_done", "completed_by_id", "completed_at"),  # 已办, newest first
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # SpiffWorkflow task id
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id"))

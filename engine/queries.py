@@ -6,11 +6,11 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, select, text
 
-from . import access
-from .errors import NotFound
-from .models import Comment, HumanTask, InstanceCopy, ProcessInstance
+from . import access, clock
+from .errors import NotFound, ValidationFailed
+from .models import Comment, HumanTask, InstanceCopy, ProcessInstance, UTCDateTime
 from .tables import (
-    HISTORY, OPEN_TASKS_OF, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, USER_TABLE, instance_id as parse_instance_id, is_uuid, iso, task_dict, usernames,
+    HISTORY, OPEN_TASKS_OF, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, USER_TABLE, summary_of, instance_id as parse_instance_id, is_uuid, iso, task_dict, usernames,
 )
 
 # The inbox is the hottest read: two index-driven heads (ix_human_tasks_inbox for "assigned to me",
@@ -27,6 +27,13 @@ _INBOX_HEADS = """
                  ORDER BY h.sort_due, h.created_at, h.id LIMIT :head) AS claimable"""
 _INBOX_PAGE = ("SELECT id FROM (" + _INBOX_HEADS + ") AS page "
                "ORDER BY sort_due, created_at, id LIMIT :limit OFFSET :offset")
+_MATCHES = (" AND EXISTS (SELECT 1 FROM process_instances i WHERE i.id = h.instance_id"
+            " AND i.search_text LIKE :q ESCAPE '\\')")
+# 已办: what the user completed (an approval held for added signers counts), newest first
+_DONE_PAGE = """SELECT h.id FROM human_tasks h WHERE h.completed_by_id = :uid AND h.status IN ('completed', 'held'){extra}
+  ORDER BY h.completed_at DESC, h.id LIMIT :limit OFFSET :offset"""
+_DONE_COUNT = """SELECT count(*) FROM human_tasks h
+  WHERE h.completed_by_id = :uid AND h.status IN ('completed', 'held'){extra}"""
 _INBOX_COUNT = """SELECT
   (SELECT count(*) FROM human_tasks h WHERE h.assignee_id = :uid AND h.status = 'open'{extra}) +
   (SELECT count(*) FROM human_tasks h JOIN human_task_candidates c ON c.task_id = h.id
@@ -85,13 +92,29 @@ def instance(rt, instance_id, username: str, *, labels: bool = False) -> dict:
         return result
 
 
+INSTANCE_SCOPES = ("all", "started", "involved", "cc")
+
+
 def instances(rt, username: str, process_id: str | None = None, status: str | None = None,
-              mine: bool = False, limit: int = 200, offset: int = 0) -> list[dict]:
+              mine: bool = False, limit: int = 200, offset: int = 0, *, scope: str = "all",
+              q: str | None = None) -> list[dict]:
+    """scope "all": every instance the user can see; "started": they started it; "involved": they
+    decided a task of it; "cc": it was copied to them. Newest first; `q` as for tasks."""
+    if mine:
+        scope = "started"
+    if scope not in INSTANCE_SCOPES:
+        raise ValidationFailed({"scope": "must be all, started, involved or cc"})
     with rt.db.read() as session:
         user = access.actor(session, username)
         stmt = select(ProcessInstance)
-        if mine:
+        if scope == "started":
             stmt = stmt.where(ProcessInstance.started_by_id == user.id)
+        elif scope == "involved":
+            stmt = stmt.where(ProcessInstance.id.in_(select(HumanTask.instance_id).where(
+                HumanTask.completed_by_id == user.id)))
+        elif scope == "cc":
+            stmt = stmt.where(ProcessInstance.id.in_(select(InstanceCopy.instance_id).where(
+                InstanceCopy.user_id == user.id)))
         else:
             cond = access.visible_filter(session, user)
             if cond is not True:
@@ -100,6 +123,8 @@ def instances(rt, username: str, process_id: str | None = None, status: str | No
             stmt = stmt.where(ProcessInstance.process_id == process_id)
         if status:
             stmt = stmt.where(ProcessInstance.status == status)
+        if q and q.strip():
+            stmt = stmt.where(ProcessInstance.search_text.like(_like(q), escape="\\"))
         rows = session.scalars(stmt.order_by(ProcessInstance.id.desc()).limit(limit).offset(offset)).all()
         open_tasks = open_tasks_by_instance(session, [r.id for r in rows])
         names = usernames(session, {r.started_by_id for r in rows} | {r.subject_id for r in rows})
@@ -108,9 +133,14 @@ def instances(rt, username: str, process_id: str | None = None, status: str | No
 
 
 def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
-          limit: int = 200, offset: int = 0, with_total: bool = False):
-    """Open tasks the user can act on: assigned to them, or unassigned with them as a candidate.
-    Soonest due first (no due date last), then oldest. With with_total, returns (tasks, total)."""
+          limit: int = 200, offset: int = 0, with_total: bool = False, *, scope: str = "open",
+          q: str | None = None, overdue: bool = False):
+    """scope "open": the tasks the user can act on — assigned to them, or unassigned with them as a
+    candidate — soonest due first (no due date last), then oldest. scope "done" (已办): the tasks they
+    completed, newest first. `q` matches the summary, the people's names and the instance id;
+    `overdue` keeps open tasks past their due time. With with_total, returns (tasks, total)."""
+    if scope not in ("open", "done"):
+        raise ValidationFailed({"scope": "must be open or done"})
     with rt.db.read() as session:
         user = access.actor(session, username)
         params = {"uid": user.id, "head": limit + offset, "limit": limit, "offset": offset}
@@ -121,14 +151,33 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
         if instance_id not in (None, ""):
             extra += " AND h.instance_id = :iid"
             params["iid"] = parse_instance_id(instance_id)
-        ids = session.scalars(text(_INBOX_PAGE.format(extra=extra)), params).all()
+        if overdue:
+            extra += " AND h.due_at IS NOT NULL AND h.due_at < :now"
+            params["now"] = clock.now()
+        if q and q.strip():
+            extra += _MATCHES
+            params["q"] = _like(q)
+        page, count = (_INBOX_PAGE, _INBOX_COUNT) if scope == "open" else (_DONE_PAGE, _DONE_COUNT)
+        stmt = text(page.format(extra=extra))
+        if "now" in params:
+            stmt = stmt.bindparams(bindparam("now", type_=UTCDateTime()))
+        ids = session.scalars(stmt, params).all()
         rows = {r.id: r for r in session.execute(TASKS_BY_ID, {"ids": ids})} if ids else {}
         found = [task_dict(rows[i]) for i in ids]
         if not with_total:
             return found
-        if len(found) < limit:
+        if len(found) < limit and (found or offset == 0):
             return found, offset + len(found)
-        return found, session.scalar(text(_INBOX_COUNT.format(extra=extra)), params)
+        stmt = text(count.format(extra=extra))
+        if "now" in params:
+            stmt = stmt.bindparams(bindparam("now", type_=UTCDateTime()))
+        return found, session.scalar(stmt, params)
+
+
+def _like(q: str) -> str:
+    """A LIKE pattern for `q` (lowercase; % and _ taken literally)."""
+    q = q.strip().lower()[:100].replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{q}%"
 
 
 def task(rt, task_id: str, username: str) -> dict:
@@ -243,7 +292,7 @@ def instance_dict(rt, session, inst, *, with_history: bool, tasks=None, names: d
         "id": inst.id, "process_id": inst.process_id, "status": inst.status,
         "process_name": parsed.catalog.get("name", {}), "version": rt.definitions.version_of(session, inst.definition_id),
         "started_by": names[inst.started_by_id], "subject": names[inst.subject_id],
-        "data": dict(inst.data or {}), "tasks": tasks,
+        "summary": summary_of(inst), "data": dict(inst.data or {}), "tasks": tasks,
         "created_at": iso(inst.created_at), "updated_at": iso(inst.updated_at),
         "completed_at": iso(inst.completed_at),
     }

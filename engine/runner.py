@@ -34,6 +34,7 @@ from .expressions import ExpressionError, SalesflowScriptEngine
 from .models import NO_DUE_DATE, InstanceCopy, InstanceParticipant, Timer, User
 from .notify import ADD_OUTBOX
 from .services import Services, current_command, release_reservations
+from .summary import summarize
 from .tables import (
     DELETE_CANDIDATES, INSERT_CANDIDATE, INSERT_TASK, INSTANCE, INSTANCE_FOR_UPDATE,
     INSTANCE_FOR_UPDATE_SKIP_LOCKED, INSTANCE_TASKS, TASK_BY_ID, TASK_COLUMNS, UPDATE_INSTANCE, UPDATE_TASK,
@@ -119,6 +120,9 @@ class InstanceRow:
     created_at: datetime
     updated_at: datetime
     completed_at: datetime | None
+    summary_zh: str | None = None
+    summary_en: str | None = None
+    search_text: str | None = None
 
 
 @dataclass
@@ -206,7 +210,8 @@ class Runner:
         inst = cmd.instance
         values = {"_id": inst.id, "_version": inst.lock_version, "lock_version": inst.lock_version + 1,
                   "status": inst.status, "data": inst.data, "return_count": inst.return_count,
-                  "last_approver_id": inst.last_approver_id, "updated_at": cmd.now, "completed_at": inst.completed_at}
+                  "last_approver_id": inst.last_approver_id, "updated_at": cmd.now, "completed_at": inst.completed_at,
+                  "summary_zh": inst.summary_zh, "summary_en": inst.summary_en, "search_text": inst.search_text}
         if wf is not None:
             values["state"] = inst.state = serializer.dumps(wf)
         if cmd.session.execute(UPDATE_INSTANCE, values).rowcount != 1:
@@ -443,6 +448,9 @@ class Runner:
                 data.update(task.data)
         data.pop("data_objects", None)
         inst.data = json_safe(data)
+        starter = cmd.session.get(User, inst.started_by_id)
+        inst.summary_zh, inst.summary_en, inst.search_text = summarize(
+            cmd.parsed, inst.data, cmd.subject, starter, inst.id)
 
     def _copy_declared(self, cmd: Command, end: dict, data: dict) -> None:
         """An end event may copy the finished instance to a lane (`cc`), when `ccCondition` holds."""

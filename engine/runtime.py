@@ -107,12 +107,15 @@ class Engine(Runner):
         return queries.instance(self, instance_id, username, labels=labels)
 
     def instances(self, username: str, process_id: str | None = None, status: str | None = None,
-                  mine: bool = False, limit: int = 200, offset: int = 0) -> list[dict]:
-        return queries.instances(self, username, process_id, status, mine, limit, offset)
+                  mine: bool = False, limit: int = 200, offset: int = 0, *, scope: str = "all",
+                  q: str | None = None) -> list[dict]:
+        return queries.instances(self, username, process_id, status, mine, limit, offset, scope=scope, q=q)
 
     def tasks(self, username: str, process_id: str | None = None, instance_id=None,
-              limit: int = 200, offset: int = 0, with_total: bool = False):
-        return queries.tasks(self, username, process_id, instance_id, limit, offset, with_total)
+              limit: int = 200, offset: int = 0, with_total: bool = False, *, scope: str = "open",
+              q: str | None = None, overdue: bool = False):
+        return queries.tasks(self, username, process_id, instance_id, limit, offset, with_total,
+                             scope=scope, q=q, overdue=overdue)
 
     def task(self, task_id: str, username: str) -> dict:
         return queries.task(self, task_id, username)

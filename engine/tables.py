@@ -2,6 +2,7 @@
 and the small conversions every side shares. Commands and the read side both use these."""
 from __future__ import annotations
 
+from contextvars import ContextVar
 from datetime import datetime, timezone
 from uuid import UUID
 
@@ -37,8 +38,12 @@ ADD_HISTORY = insert(HISTORY_TABLE)  # one executemany, whichever keys are None
 ADD_NOTIFICATION = insert(Notification.__table__)
 # Reads for responses: Core rows (no ORM identity map or object loading), usernames joined in.
 ASSIGNEE = USER_TABLE.alias("assignee")
-TASK_ROWS = select(TASK_TABLE, ASSIGNEE.c.username.label("assignee")) \
-    .outerjoin(ASSIGNEE, ASSIGNEE.c.id == TASK_TABLE.c.assignee_id)
+SUBJECT = USER_TABLE.alias("subject")
+TASK_ROWS = select(TASK_TABLE, ASSIGNEE.c.username.label("assignee"), SUBJECT.c.username.label("subject"),
+                   INSTANCE_TABLE.c.summary_zh, INSTANCE_TABLE.c.summary_en) \
+    .outerjoin(ASSIGNEE, ASSIGNEE.c.id == TASK_TABLE.c.assignee_id) \
+    .join(INSTANCE_TABLE, INSTANCE_TABLE.c.id == TASK_TABLE.c.instance_id) \
+    .join(SUBJECT, SUBJECT.c.id == INSTANCE_TABLE.c.subject_id)
 OPEN_TASKS_OF = TASK_ROWS.where(TASK_TABLE.c.instance_id.in_(bindparam("ids", expanding=True)),
                                 TASK_TABLE.c.status == "open").order_by(TASK_TABLE.c.created_at)
 TASKS_BY_ID = TASK_ROWS.where(TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
@@ -60,14 +65,23 @@ def usernames(session, ids) -> dict[int, str]:
     return dict(session.execute(USERNAMES, {"ids": sorted(ids)}).all()) if ids else {}
 
 
+# the caller's language for what the engine words itself (summaries): set by access.actor per call
+current_lang: ContextVar[str] = ContextVar("salesflow_lang", default="zh")
+
+
+def summary_of(row) -> str | None:
+    return (row.summary_en if current_lang.get() == "en" else row.summary_zh) or row.summary_zh
+
+
 def task_dict(row) -> dict:
-    """The task object of a TASK_ROWS row (a human_tasks row, its assignee's username joined in)."""
+    """The task object of a TASK_ROWS row (a human_tasks row, its assignee's and subject's usernames
+    and its instance's summaries joined in)."""
     now = clock.now()
     status = _PUBLIC_STATUS.get(row.status, row.status)
     result = {
         "id": row.id, "instance_id": row.instance_id, "process_id": row.process_id, "name": row.name,
         "title": row.title, "title_en": row.title_en, "lane": row.lane,
-        "assignee": row.assignee, "status": status,
+        "assignee": row.assignee, "status": status, "summary": summary_of(row), "subject": row.subject,
         "due_at": iso(row.due_at), "overdue": bool(status == "open" and row.due_at and row.due_at < now),
         "created_at": iso(row.created_at), "completed_at": iso(row.completed_at),
         "is_approval": row.is_approval,

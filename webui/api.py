@@ -122,7 +122,8 @@ def instances():
         return error(400, "status must be running, completed, cancelled or error")
     limit, offset = _page_args()
     return jsonify(engine().instances(g.username, process_id=request.args.get("process_id") or None,
-                                      status=status, limit=limit, offset=offset))
+                                      status=status, limit=limit, offset=offset,
+                                      scope=request.args.get("scope") or "all", q=request.args.get("q")))
 
 
 @bp.get("/instances/<iid:instance_id>")
@@ -164,9 +165,11 @@ def _instance_filter():
 @authenticated
 def tasks():
     limit, offset = _page_args()
+    overdue = request.args.get("overdue") in ("1", "true", "yes")
     rows, total = engine().tasks(g.username, process_id=request.args.get("process_id") or None,
-                                 instance_id=_instance_filter(),
-                                 limit=limit, offset=offset, with_total=True)
+                                 instance_id=_instance_filter(), limit=limit, offset=offset, with_total=True,
+                                 scope=request.args.get("scope") or "open", q=request.args.get("q"),
+                                 overdue=overdue)
     response = jsonify(rows)
     response.headers["X-Total-Count"] = str(total)
     return response
