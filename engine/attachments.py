@@ -269,3 +269,23 @@ def purge_unlinked(rt, now: datetime) -> int:
             rt.storage.delete(row.path)
             session.delete(row)
         return len(rows)
+
+
+def describe_many(rt, ids, username: str) -> dict[str, dict]:
+    """id -> {filename, content_type, size} of the attachments among `ids` the user may use or read."""
+    ids = [i for i in dict.fromkeys(ids or []) if isinstance(i, str) and len(i) == 32]
+    if not ids:
+        return {}
+    with rt.db.read() as session:
+        user = access.actor(session, username)
+        rows = session.scalars(select(Attachment).where(Attachment.id.in_(ids))).all()
+        result = {}
+        for row in rows:
+            if row.instance_id is None:
+                if row.uploaded_by_id != user.id:
+                    continue
+            elif not access.can_see(session, session.get(ProcessInstance, row.instance_id), user):
+                continue
+            result[row.id] = {"id": row.id, "filename": row.filename, "content_type": row.content_type,
+                              "size": row.size}
+        return result

@@ -94,6 +94,9 @@ class Engine(Runner):
     def attachments(self, instance_id: int, username: str) -> list[dict]:
         return attachments.of_instance(self, instance_id, username)
 
+    def describe_attachments(self, ids, username: str) -> dict[str, dict]:
+        return attachments.describe_many(self, ids, username)
+
     def open_attachment(self, attachment_id: str, username: str):
         return attachments.open_for(self, attachment_id, username)
 

@@ -1,6 +1,8 @@
 """The HTML views through Flask's test client (CSRF on, as in production)."""
 from __future__ import annotations
 
+import io
+
 import re
 from datetime import datetime
 from pathlib import Path
@@ -8,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tests.conftest import at
+from tests.conftest import PDF, at, invoiced
 from webui import create_app
 from webui.formrender import data_fields
 
@@ -52,7 +54,9 @@ CLAIM = {"category": "travel", "amount": "1200", "incurred_on": "2025-03-03", "d
 
 
 def file_claim(client, **changes):
-    return client.post("/start/expense_approval", data={**CLAIM, "csrf_token": client.token, **changes})
+    """File a claim through the web form, with a PDF invoice uploaded in the same form (the claim requires one)."""
+    data = {**CLAIM, "csrf_token": client.token, "invoices__upload": (io.BytesIO(PDF), "发票.pdf"), **changes}
+    return client.post("/start/expense_approval", data=data, content_type="multipart/form-data")
 
 
 # ---------------------------------------------------------------- authentication
@@ -157,7 +161,7 @@ def test_text_in_a_number_field_and_missing_fields(app):
     assert r.status_code == 422
     text = text_of(r)
     assert "must be a number greater than 0" in text
-    assert text.count("this field is required") == 3  # category, date, description
+    assert text.count("this field is required") == 4  # category, date, description, invoices
 
 
 # ---------------------------------------------------------------- tasks
@@ -373,8 +377,9 @@ CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 
 
 def no_chinese(text: str) -> list[str]:
-    """Chinese left in an English page once the people's names (and the language switch) are taken out."""
-    text = text.replace("中文", "")
+    """Chinese left in an English page once the people's names, the invoices' file names (what people
+    typed or uploaded) and the language switch are taken out."""
+    text = text.replace("中文", "").replace("发票.pdf", "")
     for name in NAMES:
         text = text.replace(name, "")
     return [text[max(0, m.start() - 30):m.end() + 30] for m in CJK.finditer(text)]
@@ -388,8 +393,8 @@ def no_diagram(html: str) -> str:
 
 def _claim(app, user="alice", data=None):
     eng = app.extensions["salesflow"]
-    return eng.start("expense_approval", user, {k: (float(v) if k == "amount" else v)
-                                                 for k, v in (data or CLAIM).items()})
+    return eng.start("expense_approval", user, invoiced(eng, user, {k: (float(v) if k == "amount" else v)
+                                                                    for k, v in (data or CLAIM).items()}))
 
 
 def _task(app, instance_id, name):

@@ -428,6 +428,7 @@ def data_fields(instance: dict) -> dict:
 #   string x-widget textarea -> <textarea>; other strings -> <input type=text>
 #   a username field (x-widget "user" or format "username") -> <select> of active users
 #   array of enum            -> checkboxes -> list; other arrays -> textarea, one item a line
+#   array of format attachment -> the attached files (kept unless unticked) + <input type=file multiple>
 # Empty inputs are left out so the engine reports required fields; values that do not
 # convert are sent as text so the engine reports them with its own message.
 @dataclass
@@ -459,6 +460,8 @@ def _kind(prop: dict) -> str:
     if _is_user(prop):
         return "user"
     if typ == "array":
+        if (prop.get("items") or {}).get("format") == "attachment":
+            return "attachments"
         return "checkboxes" if isinstance((prop.get("items") or {}).get("enum"), list) else "lines"
     if "enum" in prop:
         if widget in ("radio", "select"):
@@ -512,7 +515,7 @@ def needs_users(schema: dict | None) -> bool:
 
 def build_fields(schema: dict | None, values: dict | None = None, errors: dict | None = None,
                  users: list | None = None, prefix: str = "", zh: dict | None = None,
-                 return_targets: list | None = None) -> list[Field]:
+                 return_targets: list | None = None, files: dict | None = None) -> list[Field]:
     """Form fields for a JSON Schema object: one Field per property, nested objects as groups.
     `values` are what the inputs show (typed data, or the submitted strings by HTML name),
     `errors` the engine's {field: message}, `return_targets` the task's steps a return may go
@@ -552,6 +555,11 @@ def build_fields(schema: dict | None, values: dict | None = None, errors: dict |
             f.value = [str(v) for v in raw] if isinstance(raw, list) else ([raw] if raw else [])
         elif kind == "lines":
             f.value = "\n".join(map(str, raw)) if isinstance(raw, list) else (raw or "")
+        elif kind == "attachments":  # the files already attached (kept unless unticked), and an upload input
+            kept = raw if isinstance(raw, list) else [raw] if raw else []
+            f.options = [(str(i), (files or {}).get(str(i), {}).get("filename") or str(i)) for i in kept]
+            f.value = [str(i) for i in kept]
+            f.attrs["accept"] = UPLOAD_ACCEPT
         elif kind == "user":
             f.options = [(u["username"], f'{u["display_name"]} ({u["username"]})') for u in (users or [])]
         elif kind == "return-target":
@@ -617,12 +625,24 @@ def parse_form(schema: dict | None, form, prefix: str = "") -> dict:
             lines = [line.strip() for line in form.get(name, "").splitlines() if line.strip()]
             if lines:
                 data[key] = [_convert(prop.get("items") or {}, line) for line in lines]
+        elif kind == "attachments":  # the ids kept; the view adds the new uploads (upload_fields)
+            kept = [v for v in form.getlist(name) if v]
+            if kept:
+                data[key] = kept
         else:
             raw = form.get(name, "")
             if not raw.strip():
                 continue
             data[key] = _convert(prop, raw if kind == "textarea" else raw.strip())
     return data
+
+
+UPLOAD_ACCEPT = ".pdf,.ofd,.xml,.jpg,.jpeg,.png,.xlsx,.docx,application/pdf,image/jpeg,image/png"
+
+
+def upload_fields(schema: dict | None) -> list[str]:
+    """HTML names of the form's attachment fields (their new files come as `<name>__upload`)."""
+    return [key for key, prop in _fields_of(schema) if _kind(prop) == "attachments"]
 
 
 def raw_values(form) -> dict:

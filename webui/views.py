@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
@@ -20,12 +20,13 @@ from engine.errors import Conflict, EngineError, Forbidden, NotFound, ProcessErr
 
 from . import edge
 from .formrender import (
-    N_, OUTCOMES, SIGNER_MODE_HELP, SIGNER_MODES, STATUSES, STEP_ACTIONS, build_fields, data_fields, describe,
-    flatten, form_title, general_errors, lang, localized, localtime, needs_users, parse_form, people_error,
-    raw_values, step_form, translate_error_dict, translate_message,
+    N_, OUTCOMES, SIGNER_MODE_HELP, SIGNER_MODES, STATUSES, STEP_ACTIONS, build_fields, data_fields,
+    describe, flatten, form_title, general_errors, lang, localized, localtime, needs_users, parse_form,
+    people_error, raw_values, step_form, translate_error_dict, translate_message, upload_fields,
 )
 
 bp = Blueprint("views", __name__)
+UPLOAD_LIMIT = 20 * 1024 * 1024 + 256 * 1024  # a form's files (20 MiB in all) and its fields
 bp.add_app_template_filter(localtime, "localtime")
 
 
@@ -185,6 +186,7 @@ def start_list():
 
 
 @bp.route("/start/<process_id>", methods=["GET", "POST"])
+@edge.max_body(UPLOAD_LIMIT)
 @login_required
 def start(process_id: str):
     eng = engine()
@@ -195,22 +197,61 @@ def start(process_id: str):
     errors: dict = {}
     values: dict = {}
     status = 200
+    files: dict = {}
     if request.method == "POST":
         data = parse_form(schema, request.form) if schema else None
         try:
+            files = _store_uploads(schema, data)
             instance = eng.start(process_id, current_user.username, data)
         except ValidationFailed as exc:
-            errors, values, status = exc.errors, raw_values(request.form), 422
+            errors, values, status = exc.errors, _redisplay(schema, data), 422
         except ProcessError as exc:
-            errors, values, status = {"_form": exc.message}, raw_values(request.form), 422
+            errors, values, status = {"_form": exc.message}, _redisplay(schema, data), 422
         else:
             flash(_("%(process)s #%(id)s was started.", process=_process_title(process), id=instance["id"]),
                   "success")
             return redirect(url_for("views.instance", instance_id=instance["id"]))
     users = eng.users() if needs_users(schema) else []
-    fields = build_fields(schema, values, errors, users)
+    files = {**eng.describe_attachments(_attached_ids(schema, values), current_user.username), **files}
+    fields = build_fields(schema, values, errors, users, files=files)
     return render_template("start_form.html", name=_process_title(process), fields=fields,
                            form_errors=general_errors(schema, errors), form_title=form_title(schema)), status
+
+
+def _store_uploads(schema, data: dict | None) -> dict:
+    """Store the files sent with a form's attachment fields (`<field>__upload`) and add their ids to
+    `data`. Returns id -> metadata. A refused file is a ValidationFailed naming its field."""
+    stored: dict = {}
+    if data is None:
+        return stored
+    for key in upload_fields(schema):
+        for upload in request.files.getlist(key + "__upload"):
+            if not upload or not upload.filename:
+                continue
+            try:
+                meta = engine().upload(current_user.username, upload.stream, upload.filename)
+            except EngineError as exc:
+                data.setdefault(key, [])
+                raise ValidationFailed({key: f"{upload.filename}: {exc.message}"}) from None
+            stored[meta["id"]] = meta
+            data.setdefault(key, []).append(meta["id"])
+    return stored
+
+
+def _redisplay(schema, data: dict | None) -> dict:
+    """What a refused form shows again: what was typed, and the files already stored."""
+    values = raw_values(request.form)
+    for key in upload_fields(schema):
+        values[key] = list((data or {}).get(key) or [])
+    return values
+
+
+def _attached_ids(schema, values: dict | None) -> list:
+    ids = []
+    for key in upload_fields(schema):
+        value = (values or {}).get(key)
+        ids += value if isinstance(value, list) else []
+    return ids
 
 
 def join_names(items, names: dict | None = None) -> str:
@@ -324,8 +365,9 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
     signing = {s["username"] for s in task.get("signers") or [] if s["status"] == "open"}
     if values is None:
         values = task.get("values") or {}
-    form_fields = build_fields(schema, values, errors, users, return_targets=task.get("return_targets")) \
-        if can_complete else []
+    files = eng.describe_attachments(_attached_ids(schema, values), me) if can_complete else {}
+    form_fields = build_fields(schema, values, errors, users, return_targets=task.get("return_targets"),
+                               files=files) if can_complete else []
     decision = next((f for f in form_fields if task.get("is_approval") and f.key == "decision"
                      and f.kind == "radio"), None)
     signer_errors = signer_errors or {}
@@ -346,10 +388,58 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
         signer_status=lambda st: str(SIGNER_STATUSES.get(st, st)),
         held=bool(task["status"] == "completed" and task.get("assignee") == me and signers_open),
         **_cc_context(instance, me, users, names, cc_errors, cc_values, next_url=url_for("views.task", task_id=task_id)),
-        data_items=describe(task.get("data") or {}, fields, names, hide=("outcome",)),
+        data_items=describe(task.get("data") or {}, fields, names, hide=("outcome", *_file_keys(fields))),
+        attachments=eng.attachments(instance["id"], me) if instance else [],
         names=names, history=_history(instance, names) if instance else [],
         step_title=lambda name: _step_title(instance or {}, name),
     ), status
+
+
+def _file_keys(fields: dict | None) -> tuple:
+    """Data keys that hold attachment ids: shown as the files card, never as raw ids."""
+    return tuple(k for k, p in (fields or {}).items() if isinstance(p, dict) and p.get("type") == "array"
+                 and (p.get("items") or {}).get("format") == "attachment")
+
+
+INLINE_TYPES = ("application/pdf", "image/jpeg", "image/png")
+
+
+@bp.get("/files/<attachment_id>")
+@login_required
+def file(attachment_id: str):
+    """A file for whoever can see its request: PDFs and images open in the browser (inline=1),
+    everything else downloads."""
+    meta, handle = engine().open_attachment(attachment_id, current_user.username)
+    inline = request.args.get("inline") == "1" and meta["content_type"] in INLINE_TYPES
+    response = send_file(handle, mimetype=meta["content_type"], as_attachment=not inline,
+                         download_name=meta["filename"], max_age=0, etag=meta["sha256"])
+    if inline:  # the page's CSP is for HTML; a PDF needs the browser's viewer
+        response.headers["Content-Security-Policy"] = "sandbox allow-scripts; frame-ancestors 'self'" \
+            if meta["content_type"] != "application/pdf" else "frame-ancestors 'self'"
+    return response
+
+
+@bp.post("/instances/<iid:instance_id>/attachments")
+@edge.accepts("multipart/form-data")
+@edge.max_body(UPLOAD_LIMIT)
+@login_required
+def add_file(instance_id: int):
+    eng = engine()
+    uploads = [u for u in request.files.getlist("file") if u and u.filename]
+    if not uploads:
+        flash(_("Choose a file to add."), "warning")
+    for upload in uploads:
+        try:
+            eng.upload(current_user.username, upload.stream, upload.filename, instance_id=instance_id)
+        except (ValidationFailed, Conflict) as exc:
+            flash(f"{upload.filename}: {translate_message(exc.message)}", "error")
+        except EngineError as exc:
+            if exc.status not in (413, 415):
+                raise
+            flash(f"{upload.filename}: {translate_message(exc.message)}", "error")
+        else:
+            flash(_("%(file)s was added.", file=upload.filename), "success")
+    return redirect(url_for("views.instance", instance_id=instance_id) + "#files")
 
 
 def _cc_context(instance, me, users, names, errors, values, next_url) -> dict:
@@ -371,6 +461,7 @@ def task(task_id: str):
 
 
 @bp.post("/tasks/<tid:task_id>/complete")
+@edge.max_body(UPLOAD_LIMIT)
 @login_required
 def complete(task_id: str):
     eng = engine()
@@ -380,11 +471,13 @@ def complete(task_id: str):
     if data.get("decision") != "return":
         data.pop("return_to", None)  # the step picker counts only for a return
     try:
+        _store_uploads(task.get("form"), data)
         result = eng.complete(task_id, me, data)
     except ValidationFailed as exc:
-        return _task_page(task_id, errors=exc.errors, values=raw_values(request.form), status=422)
+        return _task_page(task_id, errors=exc.errors, values=_redisplay(task.get("form"), data), status=422)
     except ProcessError as exc:
-        return _task_page(task_id, errors={"_form": exc.message}, values=raw_values(request.form), status=422)
+        return _task_page(task_id, errors={"_form": exc.message}, values=_redisplay(task.get("form"), data),
+                          status=422)
     except Conflict as exc:
         flash(conflict_message(exc, _user_names(eng.users())), "warning")
         return redirect(url_for("views.instance", instance_id=task["instance_id"]))
@@ -482,7 +575,8 @@ def _instance_page(instance_id, *, comment_errors=None, comment_value="", cc_err
     running = inst["status"] == "running"
     return render_template(
         "instance.html", inst=inst, svg=svg, names=names, outcome=data.get("outcome"),
-        data_items=describe(data, data_fields(inst), names, hide=("outcome",)),
+        data_items=describe(data, data_fields(inst), names, hide=("outcome", *_file_keys(data_fields(inst)))),
+        attachments=eng.attachments(inst["id"], me),
         history=_history(inst, names), can_withdraw=running and inst["started_by"] == me,
         can_urge=bool(running and inst.get("tasks") and me in (inst["started_by"], inst["subject"])),
         comments=comments, comment_errors=translate_error_dict(comment_errors), comment_value=comment_value,

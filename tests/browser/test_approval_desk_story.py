@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
+from tests.conftest import invoiced
 
 pytestmark = pytest.mark.browser
 
@@ -52,7 +53,7 @@ def open_task(engine, instance_id, name):
 
 
 def test_add_signer_before_then_back_to_the_owner(ui, engine):
-    inst = engine.start("expense_approval", "alice", CLAIM)
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     # --- dave adds frank before himself (前加签), with a note
     dave = person(ui, "dave")
     page = dave.page
@@ -120,7 +121,7 @@ def test_add_signer_before_then_back_to_the_owner(ui, engine):
 
 
 def test_finance_returns_a_big_claim_to_the_manager_step(ui, engine):
-    inst = engine.start("expense_approval", "alice", BIG)
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", BIG))
     for name, user in (("manager_approval", "dave"), ("director_approval", "frank"), ("gm_approval", "judy")):
         engine.complete(open_task(engine, inst["id"], name)["id"], user, APPROVE)
     # --- heidi (finance, English) returns it to the manager's step with the picker
@@ -163,7 +164,7 @@ def test_finance_returns_a_big_claim_to_the_manager_step(ui, engine):
 
 
 def test_cc_then_the_copied_colleague_reads_and_comments(ui, engine):
-    inst = engine.start("expense_approval", "alice", CLAIM)
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
     # --- alice copies carol (another region: she could not see it before), comments and urges
     alice = person(ui, "alice")
     page = alice.page

@@ -7,6 +7,7 @@ import pytest
 from playwright.sync_api import expect
 
 from .conftest import instance_id_from_url
+from tests.conftest import PDF
 
 pytestmark = pytest.mark.browser
 
@@ -26,6 +27,8 @@ def test_expense_claim_from_filing_to_payment(ui):
     page.fill("input[name=amount]", "1200")
     page.fill("input[name=incurred_on]", "2025-03-03")
     page.fill("textarea[name=description]", "上海客户拜访高铁票 high-speed rail to Shanghai")
+    page.set_input_files("input[name=invoices__upload]", files=[{"name": "高铁票.pdf", "mimeType": "application/pdf",
+                                                                 "buffer": PDF}])
     page.click("#start-form button[type=submit]")
 
     expect(page).to_have_url(re.compile(r"/instances/\d+$"))
