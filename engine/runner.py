@@ -448,7 +448,7 @@ class Runner:
                 data.update(task.data)
         data.pop("data_objects", None)
         inst.data = json_safe(data)
-        starter = cmd.session.get(User, inst.started_by_id)
+        starter = cmd.subject if inst.started_by_id == inst.subject_id else cmd.session.get(User, inst.started_by_id)
         inst.summary_zh, inst.summary_en, inst.search_text = summarize(
             cmd.parsed, inst.data, cmd.subject, starter, inst.id)
 

@@ -70,6 +70,7 @@ def add_signer(rt, task_id: str, username: str, users, mode, comment=None) -> di
             cmd.tasks[signer.id] = signer
             rt._participate(cmd, user.id)
             cmd.notify("task_assigned", [user.id], signer.id, task=row.name, added_by=actor.username, mode=mode)
+        row.update(context=row.with_context(signers=True))  # the step has added signers: its gate is asked
         if mode == "before":
             row.update(status="waiting")
         cmd.record("signer_added", row.name, users=[u.username for u in found], mode=mode, comment=comment or None)
@@ -88,6 +89,8 @@ def signer_rows(cmd: Command, parent: TaskRow) -> list[TaskRow]:
 
 
 def pending_signers(cmd: Command, parent: TaskRow) -> list[TaskRow]:
+    if not (parent.context or {}).get("signers"):
+        return []  # no signer was ever added: nothing to read
     return [r for r in signer_rows(cmd, parent) if r.status == "open"]
 
 
