@@ -113,14 +113,16 @@ def as_dict(rt, session, n, lang: str) -> dict:
 
 
 # ---------------------------------------------------------------- reads
-def notifications(rt, username: str, *, unread: bool = False, limit: int = 100, offset: int = 0) -> list[dict]:
+def notifications(rt, username: str, *, unread: bool = False, limit: int = 100, offset: int = 0,
+                  lang: str | None = None) -> list[dict]:
+    """Newest first, worded in `lang` (a page's language), else the user's own (zh by default)."""
     with rt.db.read() as session:
         user = access.actor(session, username)
         stmt = select(Notification).where(Notification.user_id == user.id)
         if unread:
             stmt = stmt.where(Notification.read_at.is_(None))
         rows = session.scalars(stmt.order_by(Notification.id.desc()).limit(limit).offset(offset)).all()
-        return [as_dict(rt, session, n, user.locale or "zh") for n in rows]
+        return [as_dict(rt, session, n, lang or user.locale or "zh") for n in rows]
 
 
 def unread_count(rt, username: str) -> int:

@@ -133,8 +133,9 @@ class Engine(Runner):
         return queries.diagram(self, instance_id, username, titles_lang)
 
     # ------------------------------------------------------------ notifications and the worker
-    def notifications(self, username: str, *, unread: bool = False, limit: int = 100, offset: int = 0) -> list[dict]:
-        return notify.notifications(self, username, unread=unread, limit=limit, offset=offset)
+    def notifications(self, username: str, *, unread: bool = False, limit: int = 100, offset: int = 0,
+                      lang: str | None = None) -> list[dict]:
+        return notify.notifications(self, username, unread=unread, limit=limit, offset=offset, lang=lang)
 
     def unread_count(self, username: str) -> int:
         return notify.unread_count(self, username)

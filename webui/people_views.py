@@ -8,7 +8,7 @@ from flask_login import current_user, login_required
 
 from engine.errors import EngineError, Forbidden, NotFound, ValidationFailed
 
-from .formrender import parse_time, translate_error_dict
+from .formrender import lang, parse_time, translate_error_dict
 
 bp = Blueprint("people", __name__)
 
@@ -41,7 +41,7 @@ def _target(item: dict) -> str:
 @login_required
 def notifications():
     unread = request.args.get("unread") == "1"
-    items = engine().notifications(current_user.username, unread=unread, limit=200)
+    items = engine().notifications(current_user.username, unread=unread, limit=200, lang=lang())
     for item in items:
         item["href"] = _target(item)
     return render_template("notifications.html", items=items, unread_only=unread)
@@ -85,7 +85,7 @@ def profile():
     if request.method == "POST":
         changes = {"display_name": request.form.get("display_name", "").strip(),
                    "email": request.form.get("email", "").strip() or None,
-                   "locale": request.form.get("locale") or "zh",
+                   "locale": request.form.get("locale") or lang(),
                    "mail_notifications": request.form.get("mail_notifications") == "on"}
         if request.form.get("away") == "on":
             changes["out_of_office"] = {"from": request.form.get("ooo_from", ""),
@@ -120,12 +120,14 @@ def _profile_page(values: dict | None, *, errors: dict | None = None, password_e
     if values is None:
         away = info.get("out_of_office") or {}
         values = {"display_name": info["display_name"], "email": info.get("email") or "",
-                  "locale": info.get("locale") or "zh", "mail_notifications": info["mail_notifications"],
+                  "locale": info.get("locale") or lang(), "mail_notifications": info["mail_notifications"],
                   "away": bool(away), "ooo_from": _local_input(away.get("from")),
                   "ooo_until": _local_input(away.get("until")), "ooo_delegate": away.get("delegate") or ""}
-    people = [u for u in eng.users() if u["username"] != me and "admin" not in u["roles"]]
+    users = eng.users()
+    people = [u for u in users if u["username"] != me and "admin" not in u["roles"]]
+    manager_name = next((u["display_name"] for u in users if u["username"] == info.get("manager")), info.get("manager"))
     return render_template("profile.html", info=info, values=values, errors=errors or {}, people=people,
-                           password_errors=password_errors or {}), status
+                           manager_name=manager_name, password_errors=password_errors or {}), status
 
 
 @bp.post("/profile/password")
