@@ -8,6 +8,7 @@ On PostgreSQL one engine serves both and commands lock the instance row.
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -58,6 +59,15 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     return engine
 
 
+_SQLITE_LOCKS: dict[str, threading.RLock] = {}
+_SQLITE_LOCKS_GUARD = threading.Lock()
+
+
+def _sqlite_lock(url: str) -> threading.RLock:
+    with _SQLITE_LOCKS_GUARD:
+        return _SQLITE_LOCKS.setdefault(url, threading.RLock())
+
+
 class Database:
     def __init__(self, url: str):
         self.url = normalize_url(url)
@@ -69,6 +79,8 @@ class Database:
             self.is_sqlite = False
             self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
             self.write_engine = self.engine
+        # one lock per SQLite file and process (every Database on the file shares it)
+        self._write_lock = _sqlite_lock(self.url) if self.is_sqlite else None
         self._read = sessionmaker(self.engine, expire_on_commit=False)
         self._write = sessionmaker(self.write_engine, expire_on_commit=False)
 
@@ -79,10 +91,18 @@ class Database:
 
     @contextmanager
     def write(self):
-        """One command, one transaction: commit at the end, roll back whole on any error."""
-        with self._write() as session:
-            with session.begin():
-                yield session
+        """One command, one transaction: commit at the end, roll back whole on any error. On SQLite
+        the writers of one process queue on a Python lock first, so they wait for each other here
+        (woken the moment the lock frees), never in SQLite's busy-retry sleep."""
+        if self._write_lock is None:
+            with self._write() as session:
+                with session.begin():
+                    yield session
+            return
+        with self._write_lock:
+            with self._write() as session:
+                with session.begin():
+                    yield session
 
     def migrate(self) -> None:
         from alembic import command
