@@ -20,6 +20,7 @@ from SpiffWorkflow.bpmn.script_engine import PythonScriptEngine
 from SpiffWorkflow.bpmn.script_engine.python_environment import BasePythonScriptEngineEnvironment
 
 from . import clock
+from .errors import EngineError
 
 
 class ExpressionError(ValueError):
@@ -107,6 +108,8 @@ class SalesflowScriptEngine(PythonScriptEngine):
         params = {name: spec["value"] for name, spec in operation_params.items()}
         try:
             result = self.services.call(operation_name, task, params)
+        except EngineError:  # a refusal with its own status and field errors (e.g. an unknown region: 422)
+            raise
         except Exception as exc:  # surfaced as a task error with the operation named
             raise WorkflowTaskException(f"service {operation_name} failed: {exc}", task=task, exception=exc)
         return json.dumps(result)
