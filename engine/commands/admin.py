@@ -260,10 +260,10 @@ def hand_over(rt, session, user: User, actor: User | None) -> list[dict]:
     if pooled:
         session.execute(delete(CANDIDATE_TABLE).where(CANDIDATE_TABLE.c.user_id == user.id,
                                                       CANDIDATE_TABLE.c.task_id.in_([t for t, _i in pooled])))
-    empty_pools = []
+    empty_pools = []  # a pool left with one person (or none) is routed again: one owner is the assignee
     for task_id, instance_id in pooled:
-        left = session.execute(select(CANDIDATE_TABLE.c.user_id).where(CANDIDATE_TABLE.c.task_id == task_id)).first()
-        if left is None:
+        left = session.execute(select(CANDIDATE_TABLE.c.user_id).where(CANDIDATE_TABLE.c.task_id == task_id)).all()
+        if len(left) <= 1:
             empty_pools.append((task_id, instance_id))
     by_instance: dict[int, list[str]] = {}
     for task_id, instance_id in [*assigned, *empty_pools]:

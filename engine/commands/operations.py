@@ -32,9 +32,16 @@ def mark_error(rt, instance_id: int, exc: ProcessError, at, during: str) -> None
         rt._save(cmd)
 
 
+def _require_admin(rt, name: str) -> None:
+    """403 before anything else (an instance that does not exist is nobody else's business)."""
+    with rt.db.read() as session:
+        access.admin(session, name)
+
+
 def retry(rt, instance_id, admin_name: str) -> dict:
     """Re-run an instance in error from its last saved state: due timers fire, engine steps run.
     Success: running again (or finished). Failure: still in error, with the new reason (422)."""
+    _require_admin(rt, admin_name)
     number = parse_instance_id(instance_id)
     try:
         with rt.command(admin_name, instance_id=number) as cmd:
@@ -60,6 +67,7 @@ def retry(rt, instance_id, admin_name: str) -> dict:
 def cancel(rt, instance_id, admin_name: str, comment) -> dict:
     """An administrator ends a running (or failed) instance: open tasks and timers are cancelled,
     reservations released, `data.outcome` `cancelled`; the starter is told."""
+    _require_admin(rt, admin_name)
     number = parse_instance_id(instance_id)
     with rt.command(admin_name, instance_id=number) as cmd:
         session = cmd.session
@@ -90,6 +98,7 @@ def cancel(rt, instance_id, admin_name: str, comment) -> dict:
 
 def reassign(rt, task_id: str, admin_name: str, to) -> dict:
     """An administrator gives an open task to someone else, within the limits of separation of duties."""
+    _require_admin(rt, admin_name)
     with rt.command(admin_name, task_id=task_id) as cmd:
         session, row = cmd.session, cmd.task
         access.admin(session, admin_name)
