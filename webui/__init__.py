@@ -82,9 +82,10 @@ def create_app(config: dict | None = None, engine: Engine | None = None, setup: 
     login_manager.login_message = "Please log in to see this page."  # translated by localize_callback
     login_manager.localize_callback = _gettext
 
-    from . import api, auth, views
+    from . import admin_views, api, auth, views
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
+    app.register_blueprint(admin_views.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API authenticates with bearer tokens, not cookies
 

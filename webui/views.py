@@ -18,7 +18,7 @@ from engine.errors import Conflict, EngineError, Forbidden, NotFound, ProcessErr
 
 from .formrender import (
     N_, OUTCOMES, STATUSES, STEP_ACTIONS, build_fields, data_fields, describe, flatten, form_title, general_errors,
-    lang, localized, localtime, needs_users, parse_form, raw_values, step_form, translate_error_dict,
+    lang, localized, localtime, needs_regions, needs_users, parse_form, raw_values, step_form, translate_error_dict,
 )
 
 bp = Blueprint("views", __name__)
@@ -46,6 +46,11 @@ ACTIONS = {
     "routed": _l("Routed"),
     "task_cancelled": _l("Task cancelled"),
     "instance_completed": _l("Process finished"),
+    "reassigned": _l("Reassigned"),
+    "cancelled": _l("Cancelled by an administrator"),
+    "retried": _l("Retried"),
+    "error": _l("Failed"),
+    "migrated": _l("Moved to a new version"),
 }
 LANES = {
     "Submitter": _l("Submitter"),
@@ -195,7 +200,8 @@ def start(process_id: str):
                   "success")
             return redirect(url_for("views.instance", instance_id=instance["id"]))
     users = eng.users() if needs_users(schema) else []
-    fields = build_fields(schema, values, errors, users)
+    regions = eng.regions(current_user.username, admin=False) if needs_regions(schema) else []
+    fields = build_fields(schema, values, errors, users, regions=regions)
     return render_template("start_form.html", name=_process_title(process), fields=fields,
                            form_errors=general_errors(schema, errors), form_title=form_title(schema)), status
 
@@ -239,7 +245,8 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
         values = task.get("values") or {}
     return render_template(
         "task.html", task=task, instance=instance, process_title=process_title,
-        fields=build_fields(schema, values, errors, users) if can_complete else [],
+        fields=build_fields(schema, values, errors, users,
+                            regions=eng.regions(me, admin=False) if needs_regions(schema) else []) if can_complete else [],
         form_title=form_title(schema), form_errors=general_errors(schema, errors or {}),
         claimable=claimable, can_complete=can_complete, can_delegate=bool(is_open and task.get("can_act")),
         delegate_to=[u for u in users if u["username"] != me],
