@@ -108,9 +108,19 @@ def instances(rt, admin_name: str, status: str | None = "error", limit: int = 20
         result = []
         for r in rows:
             item = instance_dict(rt, session, r, with_history=False, tasks=tasks.get(r.id, []), names=names)
-            item["error"] = r.error
+            item["error"] = error_text(r.error)
+            item["error_detail"] = r.error
             result.append(item)
         return result
+
+
+def error_text(error: dict | None) -> str | None:
+    """What went wrong, where: one line ("... at check_budget, during timer acceptance_deadline")."""
+    if not error:
+        return None
+    where = [f"at {error['where']}"] if error.get("where") else []
+    where += [f"during {error['during']}"] if error.get("during") else []
+    return error.get("message", "") + (f" ({', '.join(where)})" if where else "")
 
 
 def audit_events(rt, admin_name: str, entity: str | None = None, key: str | None = None,

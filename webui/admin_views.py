@@ -236,7 +236,7 @@ def instances():
 def instance(instance_id: str):
     eng = engine()
     inst = eng.instance(instance_id, current_user.username, labels=True)
-    error = next((r.get("error") for r in eng.admin_instances(current_user.username, inst["status"])
+    error = next((r.get("error_detail") for r in eng.admin_instances(current_user.username, inst["status"])
                   if r["id"] == inst["id"]), None) if inst["status"] == "error" else None
     people = [u for u in eng.admin_users(current_user.username) if u["active"] and ADMIN_ROLE not in u["roles"]]
     from .views import _history, _user_names

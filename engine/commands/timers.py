@@ -20,19 +20,19 @@ def fire_due_timers(rt, at: datetime | None = None, limit: int = 1000) -> list[d
     at = at or clock.now()
     with rt.db.read() as session:
         # an instance in error keeps its timers waiting: an administrator's retry fires them
-        due = session.execute(select(Timer.id, Timer.instance_id).join(
+        due = session.execute(select(Timer.id, Timer.instance_id, Timer.name).join(
             ProcessInstance, ProcessInstance.id == Timer.instance_id).where(
             Timer.status == "waiting", Timer.due_at <= at, ProcessInstance.status != "error")
             .order_by(Timer.due_at).limit(limit)).all()
     fired = []
-    for timer_id, instance_id in due:
+    for timer_id, instance_id, timer_name in due:
         try:
             result = _fire_one(rt, timer_id, instance_id, at)
         except ProcessError as exc:
             log.error("timer %s of instance %s failed: %s", timer_id, instance_id, exc)
             fired.append({"timer": timer_id, "instance_id": instance_id, "error": exc.message})
             from .operations import mark_error
-            mark_error(rt, instance_id, exc, at, f"timer {timer_id}")
+            mark_error(rt, instance_id, exc, at, f"timer {timer_name}")
             continue
         if result:
             fired.append(result)

@@ -277,8 +277,8 @@ def test_an_instance_whose_timer_fails_is_in_error_then_retried(api, engine, mon
     assert engine.fire_due_timers(due) == []  # an instance in error does not fire again and again
     rows = api.get("admin", "/admin/instances?status=error").get_json()
     assert [r["id"] for r in rows] == [instance_id]
-    assert rows[0]["status"] == "error" and "ledger" in rows[0]["error"]["message"]
-    assert rows[0]["error"]["during"].startswith("timer")
+    assert rows[0]["status"] == "error" and "ledger" in rows[0]["error"] and "during timer" in rows[0]["error"]
+    assert rows[0]["error_detail"]["during"].startswith("timer")
     # still broken: the retry fails, says why, and the instance stays in error
     r = api.post("admin", f"/admin/instances/{instance_id}/retry")
     assert r.status_code == 422 and "ledger" in r.get_json()["error"]
