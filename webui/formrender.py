@@ -100,7 +100,8 @@ REGIONS = {"east": _l("East"), "north": _l("North"), "south": _l("South"), "west
            "central": _l("Central")}
 # labels of values that no form declares, by data key
 VALUE_LABELS = {"appeal_result": {"upheld": _l("Upheld"), "changed": _l("Changed")},
-                "reason": {"deactivated": _l("the person was deactivated")},
+                "reason": {"deactivated": _l("the person was deactivated"),
+                           "role removed": _l("the person no longer holds the role")},
                 "outcome": OUTCOMES, "status": STATUSES, "region": REGIONS}
 # data keys the engine sets to usernames (shown as the user's name); form fields say so with
 # x-widget "user" or format "username"

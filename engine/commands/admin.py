@@ -209,6 +209,8 @@ def update_user(rt, actor_name: str | None, username: str, values: dict, source:
             audit.record(session, actor, source, "user", user.username, "changed", *audit.changes(before, after))
             if before["active"] and not after["active"]:
                 hand_over(rt, session, user, actor)
+            elif after["active"] and set(before["roles"]) - set(after["roles"]):
+                hand_over(rt, session, user, actor, set(before["roles"]) - set(after["roles"]))
         return after
 
 
@@ -244,19 +246,21 @@ def set_password(rt, username: str, password: str, actor_name: str | None = None
 
 
 # ---------------------------------------------------------------- deactivation
-def hand_over(rt, session, user: User, actor: User | None) -> list[dict]:
-    """`user` was deactivated: each of their open tasks goes to whoever its lane now resolves to
-    (their manager for a manager lane, the other holders for a role, an added signer's task to
-    their manager), and they leave every claim pool. One instance at a time, locked, in the
-    transaction of the change; the instance's history says so."""
+def hand_over(rt, session, user: User, actor: User | None, roles: set[str] | None = None) -> list[dict]:
+    """`user` was deactivated (or lost `roles`): each of their open tasks (of those roles' lanes)
+    goes to whoever its lane now resolves to (their manager for a manager lane, the other holders
+    for a role, an added signer's task to their manager), and they leave those claim pools. One
+    instance at a time, locked, in the transaction of the change; the instance's history says so."""
     session.flush()
     live = ("open", "waiting")
+    reason = "deactivated" if roles is None else "role removed"
+    of_roles = (TASK_TABLE.c.candidate_role.in_(sorted(roles)),) if roles is not None else ()
     assigned = session.execute(select(TASK_TABLE.c.id, TASK_TABLE.c.instance_id).where(
-        TASK_TABLE.c.assignee_id == user.id, TASK_TABLE.c.status.in_(live))).all()
+        TASK_TABLE.c.assignee_id == user.id, TASK_TABLE.c.status.in_(live), *of_roles)).all()
     pooled = session.execute(select(TASK_TABLE.c.id, TASK_TABLE.c.instance_id).join(
         CANDIDATE_TABLE, CANDIDATE_TABLE.c.task_id == TASK_TABLE.c.id).where(
         CANDIDATE_TABLE.c.user_id == user.id, TASK_TABLE.c.status.in_(live),
-        TASK_TABLE.c.assignee_id.is_(None))).all()
+        TASK_TABLE.c.assignee_id.is_(None), *of_roles)).all()
     if pooled:
         session.execute(delete(CANDIDATE_TABLE).where(CANDIDATE_TABLE.c.user_id == user.id,
                                                       CANDIDATE_TABLE.c.task_id.in_([t for t, _i in pooled])))
@@ -284,7 +288,7 @@ def hand_over(rt, session, user: User, actor: User | None) -> list[dict]:
             names = [u.username for u in owners]
             cmd.record("reassigned", row.name, actor=actor, **{
                 "from": user.username, "to": only.username if only else None,
-                "candidates": None if only else names, "reason": "deactivated"})
+                "candidates": None if only else names, "reason": reason})
             cmd.notify("task_assigned", [u.id for u in owners], row.id, task=row.name, pool=None if only else True)
             moved.append({"task": row.id, "instance_id": instance_id, "to": names})
         rt._save(cmd)

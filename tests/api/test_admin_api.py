@@ -145,6 +145,19 @@ def test_deactivating_a_role_holder_leaves_the_pool_to_the_others(api):
     api.tokens.pop("fiona", None)
 
 
+def test_a_role_taken_away_hands_that_role_s_tasks_over(api):
+    inst = api.start("alice", "expense_approval", {**CLAIM, "amount": 30000})
+    api.complete("dave", api.open_task(inst, "manager_approval")["id"], APPROVE)
+    director = api.open_task(api.instance("alice", inst["id"]), "director_approval")
+    assert director["assignee"] == "frank"
+    r = api.client.patch("/api/v1/admin/users/frank", headers=api._headers("admin"), json={"roles": ["sales_manager"]})
+    assert r.status_code == 200
+    moved = api.open_task(api.instance("alice", inst["id"]), "director_approval")
+    assert moved["assignee"] == "dave"  # nobody holds the role any more: the lane rule goes up alice's chain
+    history = api.instance("alice", inst["id"])["history"]
+    assert [h["detail"]["reason"] for h in history if h["action"] == "reassigned"] == ["role removed"]
+
+
 def test_an_admin_cannot_deactivate_themselves(api):
     r = api.client.patch("/api/v1/admin/users/admin", headers=api._headers("admin"), json={"active": False})
     assert r.status_code == 422 and "active" in r.get_json()["errors"]
