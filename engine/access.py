@@ -19,6 +19,14 @@ def actor(session, name: str) -> User:
     return user
 
 
+def admin(session, name: str) -> User:
+    """The acting administrator; anyone else → Forbidden (403)."""
+    user = actor(session, name)
+    if org.ADMIN_ROLE not in user.role_names:
+        raise Forbidden("only administrators may do this")
+    return user
+
+
 def can_see(session, inst, user: User) -> bool:
     """Participants (starter, subject, everyone who had or was offered a task, people copied),
     the managers above the subject or starter, and administrators."""

@@ -2,9 +2,13 @@
 and record every deployed version in the database.
 
 A definition bundle holds everything one process version needs — its BPMN (and
-the BPMN of processes it calls), every DMN table, the forms its tasks use, its
-catalog entry and the lane rules — so a running instance keeps the exact rules it
-started with, whatever later changes on disk.
+the BPMN of processes it calls), the DMN tables those reference, the forms its tasks
+use, its catalog entry and the lane rules — so a running instance keeps the exact
+rules it started with, whatever later changes on disk. A process gets a new version
+only when one of these changes (a DMN table another process uses does not count).
+
+Every server notices a deployment made elsewhere (`salesflow deploy`) within
+`DEPLOY_CHECK_SECONDS`: a look at the newest definition row's id, never a re-parse.
 """
 from __future__ import annotations
 
@@ -13,7 +17,9 @@ import functools
 import hashlib
 import json
 import re
+import os
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -51,6 +57,7 @@ EXPRESSION_ELEMENTS = ("conditionExpression", "timeDate", "timeDuration", "timeC
                        "completionCondition", "loopCondition", "condition", "messagePath", "formalExpression",
                        "dataPath")
 SPIFF_EXPRESSION_ELEMENTS = ("messagePayload",)
+DEPLOY_CHECK_SECONDS = float(os.environ.get("SALESFLOW_DEPLOY_CHECK_SECONDS", "2"))
 
 _secure_parser = etree.XMLParser(resolve_entities=False, no_network=True, remove_comments=True)
 
@@ -167,11 +174,19 @@ class WorkflowDirectory:
         dmn_files = {p.name: p.read_text(encoding="utf-8") for p in sorted(self.path.glob("*.dmn"))}
         owners = {}  # process id -> bpmn file
         calls = {}  # bpmn file -> called process ids
+        decisions = {}  # bpmn file -> called decision ids
         for fname, text in bpmn_files.items():
             root = _parse_xml(text, fname)
             for proc in root.findall("bpmn:process", NS):
                 owners[proc.get("id")] = fname
             calls[fname] = {c.get("calledElement") for c in root.iter(f"{{{BPMN_NS}}}callActivity")}
+            decisions[fname] = {(d.text or "").strip() for d in root.iter(f"{{{SPIFF_NS}}}calledDecisionId")}
+        decision_files, required = {}, {}  # decision id -> dmn file; dmn file -> decisions it requires
+        for fname, text in dmn_files.items():
+            root = _parse_xml(text, fname)
+            for decision in root.iter("{*}decision"):
+                decision_files[decision.get("id")] = fname
+            required[fname] = {(r.get("href") or "").lstrip("#") for r in root.iter("{*}requiredDecision")}
         result = {}
         for process_id, entry in catalog.items():
             if process_id.startswith("_"):
@@ -189,7 +204,17 @@ class WorkflowDirectory:
                         raise DefinitionError(f"{fname}: call activity calls unknown process {called!r}")
                     todo.append(owners[called])
             bundle = {"process_id": process_id, "catalog": entry, "lanes": lanes,
-                      "bpmn": dict(sorted(files.items())), "dmn": dmn_files, "forms": {}}
+                      "bpmn": dict(sorted(files.items())), "dmn": {}, "forms": {}}
+            wanted = set().union(*(decisions[f] for f in files)) if files else set()
+            while wanted:  # the DMN tables the process's BPMN calls (and the decisions they require)
+                decision = wanted.pop()
+                fname = decision_files.get(decision)
+                if fname is None:
+                    raise DefinitionError(f"{process_id}: business rule task calls unknown decision {decision!r}")
+                if fname not in bundle["dmn"]:
+                    bundle["dmn"][fname] = dmn_files[fname]
+                    wanted |= {d for d in required[fname] if d and decision_files.get(d) not in bundle["dmn"]}
+            bundle["dmn"] = dict(sorted(bundle["dmn"].items()))
             for form in sorted(_referenced_forms(files.values(), entry)):
                 fpath = (self.path / form).resolve()
                 if self.path.resolve() not in fpath.parents or not fpath.is_file():
@@ -429,12 +454,27 @@ def parse_bundle(bundle: dict, content_hash: str | None = None) -> ParsedDefinit
 class DefinitionRegistry:
     """Deploys definitions and hands out parsed specs, parsing each version once per process."""
 
-    def __init__(self, directory: WorkflowDirectory):
+    def __init__(self, directory: WorkflowDirectory, check_seconds: float | None = None):
         self.directory = directory
         self._by_hash: dict[str, ParsedDefinition] = {}
         self._latest: dict[str, int] = {}  # process id -> definition row id
         self._rows: dict[int, tuple[str, str, int]] = {}  # row id -> (content hash, process id, version)
         self._lock = threading.Lock()
+        # how often to look whether another process deployed (the newest row's id: one indexed read)
+        self.check_seconds = DEPLOY_CHECK_SECONDS if check_seconds is None else check_seconds
+        self._checked_at = float("-inf")
+        self._newest_id: int | None = None
+
+    def _fresh(self, session) -> None:
+        """Pick up versions deployed by another process (`salesflow deploy`, another server) at most
+        `check_seconds` late: a look at max(id), then a reload of the (small) id list when it moved."""
+        now = time.monotonic()
+        if now - self._checked_at < self.check_seconds:
+            return
+        self._checked_at = now
+        newest = session.scalar(select(func.max(ProcessDefinition.id)))
+        if newest != self._newest_id:
+            self.refresh_latest(session)
 
     def _parsed_for(self, content_hash: str, bundle_loader) -> ParsedDefinition:
         parsed = self._by_hash.get(content_hash)
@@ -473,16 +513,32 @@ class DefinitionRegistry:
             for row_id, pid, content_hash, version in rows:
                 self._rows[row_id] = (content_hash, pid, version)
                 self._latest[pid] = row_id
+            self._newest_id = max(self._rows, default=None)
+            self._checked_at = time.monotonic()
 
     def latest_id(self, session, process_id: str) -> int | None:
+        self._fresh(session)
         if process_id not in self._latest:
             self.refresh_latest(session)
         return self._latest.get(process_id)
 
     def process_ids(self, session) -> list[str]:
+        self._fresh(session)
         if not self._latest:
             self.refresh_latest(session)
         return sorted(self._latest)
+
+    def versions(self, session) -> list[dict]:
+        """Every deployed version: process id, version, deployed at, row id (newest version last)."""
+        rows = session.execute(select(ProcessDefinition.id, ProcessDefinition.process_id, ProcessDefinition.version,
+                                      ProcessDefinition.deployed_at)
+                               .order_by(ProcessDefinition.process_id, ProcessDefinition.version)).all()
+        return [{"id": r.id, "process_id": r.process_id, "version": r.version, "deployed_at": r.deployed_at}
+                for r in rows]
+
+    def id_of(self, session, process_id: str, version: int) -> int | None:
+        return session.scalar(select(ProcessDefinition.id).where(
+            ProcessDefinition.process_id == process_id, ProcessDefinition.version == version))
 
     def get(self, session, definition_id: int) -> ParsedDefinition:
         if definition_id not in self._rows:

@@ -9,7 +9,8 @@ from .models import Budget, Region, User, UserRole
 from .org import hash_password
 
 DEMO_PASSWORD = "salesflow-demo"
-REGIONS = {"east": "华东大区 East", "north": "华北大区 North"}
+REGIONS = {"east": ("华东大区", "East"), "north": ("华北大区", "North")}
+REGION_MANAGERS = {"east": "dave", "north": "erin"}
 CATEGORIES = ("travel", "entertainment", "marketing", "communication", "other")
 MONTHLY_BUDGET = Decimal("10000")
 # username, display name, role, region, manager
@@ -36,10 +37,10 @@ def is_empty(session) -> bool:
 def seed_demo(session) -> int:
     """Load the demo organisation; users that already exist are left alone. Returns users created."""
     regions = {}
-    for code, name in REGIONS.items():
+    for code, (name_zh, name_en) in REGIONS.items():
         region = session.scalar(select(Region).where(Region.code == code))
         if region is None:
-            region = Region(code=code, name=name)
+            region = Region(code=code, name=f"{name_zh} {name_en}", name_zh=name_zh, name_en=name_en)
             session.add(region)
             session.flush()
         regions[code] = region
@@ -62,4 +63,7 @@ def seed_demo(session) -> int:
         session.add(user)
         session.flush()
         created += 1
+    for code, manager in REGION_MANAGERS.items():
+        if regions[code].manager_id is None:
+            regions[code].manager_id = session.scalar(select(User.id).where(User.username == manager))
     return created

@@ -39,8 +39,13 @@ class ValidationFailed(EngineError):
 
 
 class ProcessError(EngineError):
-    """The process definition failed while running (an expression, a service). Nothing was saved."""
+    """The process definition failed while running (an expression, a service). Nothing was saved.
+    `where` is the BPMN id of the step that failed, when known."""
     status = 422
+
+    def __init__(self, message: str, where: str | None = None):
+        super().__init__(message)
+        self.where = where
 
 
 class RateLimited(EngineError):

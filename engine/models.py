@@ -39,7 +39,10 @@ class Region(Base):
     __tablename__ = "regions"
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(40), unique=True)
-    name: Mapped[str] = mapped_column(String(120))
+    name: Mapped[str] = mapped_column(String(120))  # "zh en", for messages and older readers
+    name_zh: Mapped[str | None] = mapped_column(String(120))
+    name_en: Mapped[str | None] = mapped_column(String(120))
+    manager_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", use_alter=True, name="fk_regions_manager_id"))
 
 
 class User(Base):
@@ -133,6 +136,8 @@ class ProcessInstance(Base):
     summary_zh: Mapped[str | None] = mapped_column(String(300))
     summary_en: Mapped[str | None] = mapped_column(String(300))
     search_text: Mapped[str | None] = mapped_column(Text)
+    # what failed, where, when a step the system ran (a timer) could not continue: status "error"
+    error: Mapped[dict | None] = mapped_column(JSON)
 
     started_by: Mapped[User] = relationship(foreign_keys=[started_by_id], lazy="select")
     subject: Mapped[User] = relationship(foreign_keys=[subject_id], lazy="select")
@@ -297,3 +302,19 @@ class HistoryEvent(Base):
     detail: Mapped[dict] = mapped_column(JSON, default=dict)
 
     actor: Mapped[User | None] = relationship(lazy="select")
+
+
+class AuditEvent(Base):
+    """Every change an administrator, an import or a process made to the organisation, budgets and
+    definitions: who, when, what, before -> after (instance operations go to the instance's history too)."""
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_entity", "entity", "key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))  # None: the command line / the system
+    source: Mapped[str] = mapped_column(String(20))  # api | web | cli | import | process
+    entity: Mapped[str] = mapped_column(String(20))  # user | region | budget | definition | instance | task
+    key: Mapped[str] = mapped_column(String(120))
+    action: Mapped[str] = mapped_column(String(40))
+    before: Mapped[dict | None] = mapped_column(JSON)
+    after: Mapped[dict | None] = mapped_column(JSON)

@@ -12,6 +12,18 @@ import secrets
 from .models import User, UserRole
 
 ADMIN_ROLE = "admin"
+# every role a person may hold, with its names (lanes.json and processes.json name these)
+ROLES = {
+    "sales_rep": {"zh": "销售代表", "en": "Sales rep"},
+    "sales_manager": {"zh": "销售经理", "en": "Sales manager"},
+    "sales_director": {"zh": "销售总监", "en": "Sales director"},
+    "general_manager": {"zh": "总经理", "en": "General manager"},
+    "finance": {"zh": "财务", "en": "Finance"},
+    "legal": {"zh": "法务", "en": "Legal"},
+    "hr": {"zh": "人事", "en": "HR"},
+    "operations": {"zh": "运营", "en": "Operations"},
+    ADMIN_ROLE: {"zh": "系统管理员", "en": "Administrator"},
+}
 
 
 _SCRYPT = {"n": 2 ** 15, "r": 8, "p": 1, "maxmem": 64 * 1024 * 1024, "dklen": 32}

@@ -123,6 +123,7 @@ class InstanceRow:
     summary_zh: str | None = None
     summary_en: str | None = None
     search_text: str | None = None
+    error: dict | None = None  # what failed, when a step the system ran could not continue (status "error")
 
 
 @dataclass
@@ -211,7 +212,8 @@ class Runner:
         values = {"_id": inst.id, "_version": inst.lock_version, "lock_version": inst.lock_version + 1,
                   "status": inst.status, "data": inst.data, "return_count": inst.return_count,
                   "last_approver_id": inst.last_approver_id, "updated_at": cmd.now, "completed_at": inst.completed_at,
-                  "summary_zh": inst.summary_zh, "summary_en": inst.summary_en, "search_text": inst.search_text}
+                  "summary_zh": inst.summary_zh, "summary_en": inst.summary_en, "search_text": inst.search_text,
+                  "definition_id": inst.definition_id, "error": inst.error}
         if wf is not None:
             values["state"] = inst.state = serializer.dumps(wf)
         if cmd.session.execute(UPDATE_INSTANCE, values).rowcount != 1:
@@ -249,7 +251,9 @@ class Runner:
                 return fn(*args)
         except (SpiffWorkflowException, ExpressionError, RecursionError) as exc:
             log.warning("process error in instance %s: %s", cmd.instance.id, exc)
-            raise ProcessError(f"the process could not continue: {exc}; nothing was changed") from exc
+            task = getattr(exc, "task", None)
+            where = getattr(getattr(task, "task_spec", None), "bpmn_id", None)
+            raise ProcessError(f"the process could not continue: {exc}; nothing was changed", where) from exc
         finally:
             current_command.reset(token)
 

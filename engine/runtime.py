@@ -9,6 +9,9 @@ Where things live:
 - `queries.py` — the read side (inbox, instance and task views, diagrams).
 - `access.py` — who may see an instance, act on a task, start a process (both sides ask it).
 - `org.py` — people and the org chart (lane owners, manager chains, passwords).
+- `commands/admin.py`, `commands/operations.py`, `commands/migrate.py` — the administrator's verbs
+  (people, regions, import/export; retry, cancel, reassign; moving instances to a new version),
+  `admin_queries.py` their read side and the budgets overview, `audit.py` the audit trail.
 """
 from __future__ import annotations
 
@@ -16,8 +19,11 @@ from datetime import datetime
 
 from sqlalchemy import select
 
-from . import access, attachments, clock, mail, notify, org, people, queries
+from . import access, admin_queries, attachments, clock, mail, notify, org, people, queries
+from .commands import admin as admin_commands
 from .commands import instances as instance_commands
+from .commands import migrate as migrate_commands
+from .commands import operations as operation_commands
 from .commands import signers as signer_commands
 from .commands import tasks as task_commands
 from .commands import timers as timer_commands
@@ -184,6 +190,68 @@ class Engine(Runner):
     def set_locale(self, username: str, locale: str | None) -> None:
         with self.db.write() as session:
             access.actor(session, username).locale = locale
+
+    # ------------------------------------------------------------ administration (admin_name None: the CLI)
+    def admin_users(self, admin_name: str, q: str | None = None) -> list[dict]:
+        return admin_queries.users(self, admin_name, q)
+
+    def admin_user(self, admin_name: str, username: str) -> dict:
+        return admin_queries.user(self, admin_name, username)
+
+    def create_user(self, admin_name: str | None, values: dict, source: str = "api") -> dict:
+        return admin_commands.create_user(self, admin_name, values, source)
+
+    def update_user(self, admin_name: str | None, username: str, values: dict, source: str = "api") -> dict:
+        return admin_commands.update_user(self, admin_name, username, values, source)
+
+    def set_password(self, username: str, password: str, admin_name: str | None = None, source: str = "cli") -> None:
+        admin_commands.set_password(self, username, password, admin_name, source)
+
+    def import_org(self, text: str, admin_name: str | None = None, source: str = "import") -> dict:
+        return admin_commands.import_org(self, text, admin_name, source)
+
+    def export_org(self) -> str:
+        return admin_commands.export_org(self)
+
+    def org_chart(self, admin_name: str) -> list[dict]:
+        return admin_queries.org_chart(self, admin_name)
+
+    def regions(self, username: str, *, admin: bool = True) -> list[dict]:
+        return admin_queries.regions(self, username, admin=admin)
+
+    def add_region(self, admin_name: str | None, values: dict, source: str = "api") -> dict:
+        return admin_commands.add_region(self, admin_name, values, source)
+
+    def update_region(self, admin_name: str | None, code: str, values: dict, source: str = "api") -> dict:
+        return admin_commands.update_region(self, admin_name, code, values, source)
+
+    def roles(self, admin_name: str) -> list[dict]:
+        return admin_queries.roles(self, admin_name)
+
+    def admin_definitions(self, admin_name: str) -> list[dict]:
+        return admin_queries.definitions(self, admin_name)
+
+    def admin_instances(self, admin_name: str, status: str | None = "error") -> list[dict]:
+        return admin_queries.instances(self, admin_name, status)
+
+    def audit(self, admin_name: str, entity: str | None = None, key: str | None = None,
+              limit: int = 200, offset: int = 0) -> list[dict]:
+        return admin_queries.audit_events(self, admin_name, entity, key, limit, offset)
+
+    def retry(self, instance_id, admin_name: str) -> dict:
+        return operation_commands.retry(self, instance_id, admin_name)
+
+    def cancel(self, instance_id, admin_name: str, comment) -> dict:
+        return operation_commands.cancel(self, instance_id, admin_name, comment)
+
+    def reassign(self, task_id: str, admin_name: str, to) -> dict:
+        return operation_commands.reassign(self, task_id, admin_name, to)
+
+    def migrate(self, process_id: str, to_version: int | None = None, dry_run: bool = False) -> list[dict]:
+        return migrate_commands.migrate(self, process_id, to_version, dry_run)
+
+    def budgets(self, username: str, month: str | None = None, region: str | None = None) -> list[dict]:
+        return admin_queries.budgets(self, username, month, region)
 
     def seed_demo(self, only_if_empty: bool = False) -> int:
         from .demo import is_empty, seed_demo

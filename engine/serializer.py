@@ -54,3 +54,8 @@ def loads(state: str, spec, subprocess_specs) -> BpmnWorkflow:
     dct = json.loads(state, cls=_serializer.json_decoder_cls)
     _serializer.migrate(dct)  # from_dict alone skips migrations
     return _serializer.from_dict(dct, spec=spec, subprocess_specs=subprocess_specs)
+
+
+def registry():
+    """The serializer's converter registry (SpiffWorkflow's diff compares specs through it)."""
+    return _serializer.registry

@@ -12,8 +12,8 @@ from decimal import Decimal
 
 from sqlalchemy import bindparam, delete, func, insert, select
 
-from . import clock
-from .errors import ProcessError
+from . import audit, clock
+from .errors import ProcessError, ValidationFailed
 from .models import Budget, BudgetEntry, ProcessInstance, Region, User
 
 current_command: ContextVar = ContextVar("salesflow_command")
@@ -118,6 +118,52 @@ class Services:
                                     "amount": booked, "instance_id": cmd.instance.id, "created_at": clock.now(),
                                     "kind": "spent"})
         return {"booked": True, "period": period, "remaining": float(remaining - booked)}
+
+    # ---------------------------------------------------------------- budget plans
+    def op_budget_check_plan(self, cmd, month, lines):
+        """A budget plan's lines before they go to the general manager: every region exists, each
+        region and category once. Refused with the line named (422). Returns the plan's total."""
+        errors, seen = {}, {}
+        codes = set(cmd.session.scalars(select(Region.code)))
+        total = Decimal("0")
+        for index, line in enumerate(lines or []):
+            key = (line.get("region"), line.get("category"))
+            if line.get("region") not in codes:
+                errors[f"lines.{index}.region"] = f"unknown region {line.get('region')!r}"
+            if key in seen:
+                errors[f"lines.{index}"] = f"line {index + 1} repeats line {seen[key] + 1} ({key[0]}, {key[1]})"
+            seen.setdefault(key, index)
+            total += Decimal(str(line.get("amount") or 0))
+        if errors:
+            raise ValidationFailed(errors)
+        return float(total)
+
+    def op_budget_apply_plan(self, cmd, month, lines):
+        """On approval: each line's amount becomes the budget of its region and category for `month`
+        (replacing an earlier amount; spending and reservations stay). Recorded in the audit trail,
+        with the approver as actor."""
+        session = cmd.session
+        period = str(month)
+        regions = dict(session.execute(select(Region.code, Region.id)).all())
+        table = _BUDGETS
+        for line in lines:
+            region_id = regions.get(line["region"])
+            if region_id is None:
+                raise ProcessError(f"unknown region {line['region']!r}")
+            amount = Decimal(str(line["amount"])).quantize(Decimal("0.01"))
+            current = session.execute(select(table.c.id, table.c.amount).where(
+                table.c.region_id == region_id, table.c.category == line["category"],
+                table.c.period == period)).first()
+            if current is None:
+                session.execute(insert(table).values(region_id=region_id, category=line["category"],
+                                                     period=period, amount=amount))
+                before = None
+            else:
+                session.execute(table.update().where(table.c.id == current.id).values(amount=amount))
+                before = {"amount": float(current.amount)}
+            audit.record(session, cmd.actor, "process", "budget", f"{line['region']}/{line['category']}/{period}",
+                         "set", before, {"amount": float(amount), "instance_id": cmd.instance.id})
+        return {"month": period, "lines": len(lines)}
 
     # ---------------------------------------------------------------- generic
     def op_process_record(self, cmd, value):

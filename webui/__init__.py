@@ -124,11 +124,12 @@ def create_app(config: dict | None = None, engine: Engine | None = None, setup: 
     login_manager.login_message = "Please log in to see this page."  # translated by localize_callback
     login_manager.localize_callback = _gettext
 
-    from . import api, auth, edge, people_views, views
+    from . import admin_views, api, auth, edge, people_views, views
     edge.init_app(app)  # id converters first: the blueprints' routes use them
     app.register_blueprint(auth.bp)
     app.register_blueprint(views.bp)
     app.register_blueprint(people_views.bp)
+    app.register_blueprint(admin_views.bp)
     app.register_blueprint(api.bp)
     csrf.exempt(api.bp)  # the API authenticates with bearer tokens, not cookies
 

@@ -335,3 +335,107 @@ def instance_attachments(instance_id):
 def add_instance_attachment(instance_id):
     upload = _uploaded_file()
     return jsonify(engine().upload(g.username, upload.stream, upload.filename, instance_id=instance_id)), 201
+
+
+# ------------------------------------------------------------------ administration (admin only: 403)
+@bp.get("/admin/users")
+@authenticated
+def admin_users():
+    return jsonify(engine().admin_users(g.username, request.args.get("q") or None))
+
+
+@bp.post("/admin/users")
+@authenticated
+def admin_create_user():
+    return jsonify(engine().create_user(g.username, json_body())), 201
+
+
+@bp.get("/admin/users/<username>")
+@authenticated
+def admin_user(username):
+    return jsonify(engine().admin_user(g.username, username))
+
+
+@bp.patch("/admin/users/<username>")
+@authenticated
+def admin_update_user(username):
+    return jsonify(engine().update_user(g.username, username, json_body()))
+
+
+@bp.get("/admin/org-chart")
+@authenticated
+def admin_org_chart():
+    return jsonify(engine().org_chart(g.username))
+
+
+@bp.get("/admin/regions")
+@authenticated
+def admin_regions():
+    return jsonify(engine().regions(g.username))
+
+
+@bp.post("/admin/regions")
+@authenticated
+def admin_add_region():
+    return jsonify(engine().add_region(g.username, json_body())), 201
+
+
+@bp.patch("/admin/regions/<code>")
+@authenticated
+def admin_update_region(code):
+    return jsonify(engine().update_region(g.username, code, json_body()))
+
+
+@bp.get("/admin/roles")
+@authenticated
+def admin_roles():
+    return jsonify(engine().roles(g.username))
+
+
+@bp.get("/admin/definitions")
+@authenticated
+def admin_definitions():
+    return jsonify([{k: v for k, v in d.items() if k != "latest"} for d in engine().admin_definitions(g.username)])
+
+
+@bp.get("/admin/instances")
+@authenticated
+def admin_instances():
+    status = request.args.get("status", "error") or None
+    if status and status not in ("running", "completed", "cancelled", "error"):
+        return error(400, "status must be running, completed, cancelled or error")
+    return jsonify(engine().admin_instances(g.username, status))
+
+
+@bp.post("/admin/instances/<iid:instance_id>/retry")
+@authenticated
+def admin_retry(instance_id):
+    return jsonify(engine().retry(instance_id, g.username))
+
+
+@bp.post("/admin/instances/<iid:instance_id>/cancel")
+@authenticated
+def admin_cancel(instance_id):
+    body = json_body()
+    return jsonify(engine().cancel(instance_id, g.username, body.get("comment")))
+
+
+@bp.post("/admin/tasks/<tid:task_id>/reassign")
+@authenticated
+def admin_reassign(task_id):
+    body = json_body()
+    return jsonify(engine().reassign(task_id, g.username, body.get("to")))
+
+
+@bp.get("/admin/audit")
+@authenticated
+def admin_audit():
+    limit, offset = _page_args()
+    return jsonify(engine().audit(g.username, request.args.get("entity") or None, request.args.get("key") or None,
+                                  limit, offset))
+
+
+@bp.get("/budgets")
+@authenticated
+def budgets():
+    return jsonify(engine().budgets(g.username, request.args.get("month") or None, request.args.get("region") or None))

@@ -250,5 +250,139 @@ def worker(interval):
         pass
 
 
+# ------------------------------------------------------------------ the organisation
+def _refused(exc) -> None:
+    """An engine refusal as the command line says it: each field and why, then exit 1."""
+    from engine.errors import ValidationFailed
+    if isinstance(exc, ValidationFailed):
+        for name, why in exc.errors.items():
+            click.echo(f"error: {name}: {why}", err=True)
+    else:
+        click.echo(f"error: {exc.message}", err=True)
+    sys.exit(1)
+
+
+@main.group()
+def org():
+    """People and the org chart (CSV)."""
+
+
+@org.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+def org_import(file):
+    """Upsert users from a UTF-8 CSV (username,display_name,email,roles,region,manager,active).
+    All or nothing: every bad line is reported and nothing is written."""
+    from engine.commands.admin import ImportRefused
+    from engine.errors import EngineError
+    with click.open_file(file, encoding="utf-8-sig") as fh:
+        try:
+            text = fh.read()
+        except UnicodeDecodeError as exc:
+            click.echo(f"error: {file} is not UTF-8 ({exc}); nothing was imported", err=True)
+            sys.exit(1)
+    try:
+        counts = _engine().import_org(text, source="import")
+    except ImportRefused as exc:
+        for problem in exc.problems:
+            click.echo(f"line {problem['line']}: {problem['field']}: {problem['message']}", err=True)
+        click.echo(f"{len(exc.problems)} problem(s); nothing was imported", err=True)
+        sys.exit(1)
+    except EngineError as exc:
+        _refused(exc)
+    click.echo(f"{counts['created']} created, {counts['changed']} changed, {counts['unchanged']} unchanged"
+               + (f"; {counts['handed_over']} open task(s) handed over" if counts["handed_over"] else ""))
+
+
+@org.command("export")
+def org_export():
+    """Write the users as CSV (the import's format) to standard output."""
+    click.echo(_engine().export_org(), nl=False)
+
+
+@main.group()
+def user():
+    """Users."""
+
+
+@user.command("add")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, help="A role (repeat for several), e.g. admin.")
+@click.option("--email", default=None)
+@click.option("--name", "display_name", default=None, help="Display name (default: the username).")
+@click.option("--region", default=None)
+@click.option("--manager", default=None)
+def user_add(username, roles, email, display_name, region, manager):
+    """Create a user (the way to make a company's first administrator); then set a password with
+    `salesflow user set-password USERNAME`."""
+    from engine.errors import EngineError
+    values = {"username": username, "display_name": display_name or username, "roles": list(roles),
+              "email": email, "region": region, "manager": manager}
+    try:
+        created = _engine().create_user(None, values, source="cli")
+    except EngineError as exc:
+        _refused(exc)
+    click.echo(f"created {created['username']} ({', '.join(created['roles']) or 'no role'}); "
+               f"set a password with: salesflow user set-password {created['username']}")
+
+
+@user.command("set-password")
+@click.argument("username")
+def user_set_password(username):
+    """Set a user's password, read from standard input (one line)."""
+    from engine.errors import EngineError
+    password = sys.stdin.readline().rstrip("\r\n")
+    try:
+        _engine().set_password(username, password, source="cli")
+    except EngineError as exc:
+        _refused(exc)
+    click.echo(f"password of {username} set")
+
+
+@main.group()
+def region():
+    """Regions."""
+
+
+@region.command("add")
+@click.argument("region_id")
+@click.option("--name-zh", required=True)
+@click.option("--name-en", required=True)
+@click.option("--manager", default=None)
+def region_add(region_id, name_zh, name_en, manager):
+    """Add a region."""
+    from engine.errors import EngineError
+    try:
+        created = _engine().add_region(None, {"id": region_id, "name": {"zh": name_zh, "en": name_en},
+                                              "manager": manager}, source="cli")
+    except EngineError as exc:
+        _refused(exc)
+    click.echo(f"region {created['id']} added ({created['name']['zh']} / {created['name']['en']})")
+
+
+@main.command()
+@click.argument("process_id")
+@click.option("--to", "to_version", type=int, default=None, help="The version to move to (default: the newest).")
+@click.option("--dry-run", is_flag=True, help="Check each instance, change nothing.")
+def migrate(process_id, to_version, dry_run):
+    """Move running instances of PROCESS_ID to a newer version, each in its own transaction:
+    one line per instance (`migrated`, or `kept: <why>`); exit 1 if any was kept."""
+    from engine.errors import EngineError
+    try:
+        results = _engine().migrate(process_id, to_version, dry_run)
+    except EngineError as exc:
+        _refused(exc)
+    kept = 0
+    for item in results:
+        if item["result"] == "kept":
+            kept += 1
+            click.echo(f"#{item['instance_id']} v{item['from']} -> v{item['to']}: kept: {item['why']}")
+        else:
+            click.echo(f"#{item['instance_id']} v{item['from']} -> v{item['to']}: {item['result']}")
+    if not results:
+        click.echo(f"no running instance of {process_id} needs migrating")
+    if kept:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -82,6 +82,8 @@ DATA_LABELS = {
     "contract_approved": _l("Contract approved"),
     "budget_booking": _l("Budget booking"),
     "lost_reason": _l("Why the lead was lost"),
+    "plan_total": _l("Plan total (CNY)"),
+    "plan_applied": _l("Budget applied"),
     # history details
     "assignee": _l("Assignee"),
     "candidates": _l("Candidates"),
@@ -100,6 +102,8 @@ DATA_LABELS = {
     "automatic": _l("Copied automatically"),
     "copied_to": _l("Copied to"),
     "reminded": _l("Reminded"),
+    "during": _l("During"),
+    "error": _l("Error"),
 }
 SIGNER_MODES = {
     "before": _l("Sign first"),
@@ -118,7 +122,9 @@ REGIONS = {"east": _l("East"), "north": _l("North"), "south": _l("South"), "west
 # labels of values that no form declares, by data key
 VALUE_LABELS = {"appeal_result": {"upheld": _l("Upheld"), "changed": _l("Changed")},
                 "outcome": OUTCOMES, "status": STATUSES, "region": REGIONS, "mode": SIGNER_MODES,
-                "because": BECAUSE, "reason": REASONS}
+                "because": BECAUSE,
+                "reason": {**REASONS, "deactivated": _l("the person was deactivated"),
+                           "role removed": _l("the person no longer holds the role")}}
 # data keys the engine sets to usernames (shown as the user's name); form fields say so with
 # x-widget "user" or format "username"
 ENGINE_USER_KEYS = {"submitter", "started_by", "by", "assignee", "candidates", "from", "to", "subject", "users",
@@ -188,6 +194,22 @@ ENGINE_MESSAGES = frozenset({
     N_("must be a number greater than 0"),
     N_("must be a number, 0 or more"),
     N_("must be true or false"),
+    N_("must be a month YYYY-MM"),
+    N_("must be 1 to 120 characters"),
+    N_("must be an e-mail address"),
+    N_("at least 10 characters"),
+    N_("nobody is their own manager"),
+    N_("you cannot deactivate yourself"),
+    N_("a username cannot change"),
+    N_("1 to 80 letters, digits, '.', '_' or '-'"),
+    N_("1 to 40 lower-case letters, digits, '_' or '-'"),
+    N_("the task is already theirs"),
+    N_("administrators do not decide tasks"),
+    N_("this person is not active"),
+    N_("this person holds no role that decides this step"),
+    N_("no such user"),
+    N_("add at least one budget line"),
+    N_("choose the region"),
     N_("new_customers: a score from 0 to 100"),
     N_("record how the complaint was handled"),
     N_("sales_achievement: a score from 0 to 100"),
@@ -217,6 +239,15 @@ MESSAGE_PATTERNS = (
     (re.compile(r"step '.*' has not been done in this instance"), N_("choose one of the steps offered")),
     (re.compile(r"(?P<user>\S+) has no manager to evaluate them"), N_("%(user)s has no manager to evaluate them")),
     (re.compile(r"(?P<user>\S+) is not in your team"), N_("%(user)s is not in your team")),
+    (re.compile(r"unknown region '(?P<region>[^']*)'"), N_("unknown region %(region)s")),
+    (re.compile(r"manager cycle: (?P<path>.*)"), N_("manager cycle: %(path)s")),
+    (re.compile(r"unknown role: (?P<roles>.*)"), N_("unknown role: %(roles)s")),
+    (re.compile(r"no user '(?P<user>[^']*)'"), N_("no user %(user)s")),
+    (re.compile(r"a user '(?P<user>[^']*)' exists already"), N_("a user %(user)s exists already")),
+    (re.compile(r"region '(?P<region>[^']*)' exists already"), N_("region %(region)s exists already")),
+    (re.compile(r"instance (?P<id>\d+) is (?P<status>\w+), not in error"), N_("instance %(id)s is not in error")),
+    (re.compile(r"line (?P<line>\d+) repeats line (?P<first>\d+) .*"),
+     N_("line %(line)s repeats line %(first)s (same region and category)")),
     (re.compile(r"this request was already returned (?P<count>\d+) times.*"),
      N_("this request was already returned %(count)s times, the most this process allows; approve or reject it")),
 )
@@ -364,6 +395,7 @@ class Item:
     label: str
     value: str = ""
     children: list = field(default_factory=list)
+    table: dict | None = None  # {"columns": [(key, label)], "rows": [[text, ...]]}: a list of records
 
 
 def describe(data: dict, fields: dict | None = None, names: dict | None = None, hide: tuple = ()) -> list[Item]:
@@ -379,7 +411,13 @@ def describe(data: dict, fields: dict | None = None, names: dict | None = None, 
         if key in hide:
             continue
         value, prop = data[key], fields.get(key)
-        if isinstance(value, dict):
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            columns = ((prop or {}).get("items") or {}).get("properties") or {}
+            keys = list(columns) or list(dict.fromkeys(k for v in value for k in v))
+            items.append(Item(key, _label(key, prop), table={
+                "columns": [(k, _label(k, columns.get(k))) for k in keys],
+                "rows": [[format_value(k, v.get(k), columns.get(k), names) for k in keys] for v in value]}))
+        elif isinstance(value, dict):
             items.append(Item(key, _label(key, prop), children=describe(value, (prop or {}).get("properties"), names)))
         else:
             items.append(Item(key, _label(key, prop), format_value(key, value, prop, names)))
@@ -394,8 +432,13 @@ def flatten(items: list[Item]) -> list[tuple[str, str]]:
                 yield from leaves(item.children)
             else:
                 yield item
-    return [(item.label, "; ".join(f"{c.label}: {c.value}" for c in leaves(item.children))
-             if item.children else item.value) for item in items]
+    def text(item):
+        if item.table:
+            return "; ".join(", ".join(row) for row in item.table["rows"])
+        if item.children:
+            return "; ".join(f"{c.label}: {c.value}" for c in leaves(item.children))
+        return item.value
+    return [(item.label, text(item)) for item in items]
 
 
 STEP_ACTIONS = {"completed", "approved", "rejected", "returned", "auto_approved"}  # history: a step's input
@@ -455,6 +498,15 @@ class Field:
     attrs: dict = field(default_factory=dict)
     children: list = field(default_factory=list)
     help: str | None = None
+    rows: list = field(default_factory=list)  # a table: one list of cell Fields per row (children: the columns)
+
+
+TABLE_BLANK_ROWS = 3  # empty rows a table offers beyond its values (an "add a row" button adds more)
+
+
+def _is_table(prop: dict) -> bool:
+    items = prop.get("items") or {}
+    return prop.get("type") == "array" and items.get("type") == "object" and isinstance(items.get("properties"), dict)
 
 
 def _is_user(prop: dict) -> bool:
@@ -470,6 +522,10 @@ def _kind(prop: dict) -> str:
         return "group"
     if _is_user(prop):
         return "user"
+    if prop.get("x-widget") == "region":
+        return "region"
+    if _is_table(prop):
+        return "table"
     if typ == "array":
         if (prop.get("items") or {}).get("format") == "attachment":
             return "attachments"
@@ -524,9 +580,19 @@ def needs_users(schema: dict | None) -> bool:
     return any(_kind(p) == "user" for k, p in _fields_of(schema))
 
 
+def needs_regions(schema: dict | None) -> bool:
+    """Whether the form has a region select (also inside a table)."""
+    for _key, prop in _fields_of(schema):
+        kind = _kind(prop)
+        if kind == "region" or (kind == "table" and needs_regions(prop.get("items"))):
+            return True
+    return False
+
+
 def build_fields(schema: dict | None, values: dict | None = None, errors: dict | None = None,
                  users: list | None = None, prefix: str = "", zh: dict | None = None,
-                 return_targets: list | None = None, files: dict | None = None) -> list[Field]:
+                 return_targets: list | None = None, files: dict | None = None,
+                 regions: list | None = None) -> list[Field]:
     """Form fields for a JSON Schema object: one Field per property, nested objects as groups.
     `values` are what the inputs show (typed data, or the submitted strings by HTML name),
     `errors` the engine's {field: message}, `return_targets` the task's steps a return may go
@@ -554,7 +620,11 @@ def build_fields(schema: dict | None, values: dict | None = None, errors: dict |
                 {k: v for k, v in values.items() if isinstance(k, str) and k.startswith(name + ".")}
             # the engine names a missing nested field by its own name ("teamwork"), others by the group
             nested_errors = {k: v for k, v in errors.items() if k not in own}
-            f.children = build_fields(prop, nested, nested_errors, users, name + ".", zh)
+            f.children = build_fields(prop, nested, nested_errors, users, name + ".", zh, regions)
+            fields.append(f)
+            continue
+        if kind == "table":
+            _build_table(f, prop, values, errors, users, zh, regions)
             fields.append(f)
             continue
         f.value = _display(raw)
@@ -580,6 +650,8 @@ def build_fields(schema: dict | None, values: dict | None = None, errors: dict |
                 names.get(t.get("assignee"), t.get("assignee")))))) for t in (return_targets or [])]
             if not f.value and f.options:
                 f.value = f.options[0][0]
+        elif kind == "region":
+            f.options = [(r["id"], localized(r.get("name"), r["id"])) for r in (regions or [])]
         elif kind == "checkbox":
             f.value = raw in (True, "on", "true", "1", "yes")
         elif kind == "number":
@@ -592,6 +664,40 @@ def build_fields(schema: dict | None, values: dict | None = None, errors: dict |
             f.attrs["maxlength"] = prop["maxLength"]
         fields.append(f)
     return fields
+
+
+def _table_rows(values: dict, name: str) -> list[dict]:
+    """A table's rows from typed data (a list of dicts) or from submitted strings ("lines.0.region")."""
+    typed = values.get(name)
+    if isinstance(typed, list):
+        return [row if isinstance(row, dict) else {} for row in typed]
+    cells: dict[int, dict] = {}
+    pattern = re.compile(re.escape(name) + r"\.(\d+)\.(.+)")
+    for key, value in values.items():
+        match = pattern.fullmatch(key) if isinstance(key, str) else None
+        if match:
+            cells.setdefault(int(match.group(1)), {})[match.group(2)] = value
+    return [cells[i] for i in sorted(cells) if any(str(v).strip() for v in cells[i].values())]
+
+
+def _build_table(f: Field, prop: dict, values: dict, errors: dict, users, zh, regions) -> None:
+    """An array of objects as a table: a row of inputs per item, a few blank rows to add more.
+    Cells are named "lines.<row>.<column>"; the engine's errors name cells the same way."""
+    item = prop.get("items") or {}
+    f.children = build_fields(item, {}, {}, users, f.name + ".#.", zh, regions)  # the columns (header, template)
+    data = _table_rows(values, f.name) or _table_rows(values, f.key)
+    f.value = ""
+    f.error = translate_message(errors[f.name], zh) if errors.get(f.name) else f.error
+    for index in range(len(data) + TABLE_BLANK_ROWS):
+        row_values = data[index] if index < len(data) else {}
+        prefix = f"{f.name}.{index}."
+        row_errors = {prefix + k: v for k, v in errors.items() if isinstance(k, str) and k.startswith(prefix)}
+        cells = build_fields(item, {prefix + k: v for k, v in row_values.items()}, row_errors, users, prefix, zh, regions)
+        for cell in cells:
+            cell.required = False  # a blank row is simply left out
+        row_error = errors.get(f"{f.name}.{index}")
+        f.rows.append({"index": index, "cells": cells,
+                       "error": translate_message(row_error, zh) if row_error else None})
 
 
 _INT = re.compile(r"[+-]?\d+")
@@ -626,6 +732,13 @@ def parse_form(schema: dict | None, form, prefix: str = "") -> dict:
             sub = parse_form(prop, form, name + ".")
             if sub or key in (schema.get("required") or []):
                 data[key] = sub
+        elif kind == "table":
+            indices = sorted({int(m.group(1)) for k in form for m in [re.fullmatch(re.escape(name) + r"\.(\d+)\..+", k)]
+                              if m})
+            rows = [parse_form(prop.get("items"), form, f"{name}.{i}.") for i in indices]
+            rows = [row for row in rows if row]
+            if rows:
+                data[key] = rows
         elif kind == "checkbox":
             data[key] = form.get(name) in ("on", "true", "1", "yes")
         elif kind == "checkboxes":
@@ -676,13 +789,17 @@ def form_title(schema: dict | None) -> str:
 def general_errors(schema: dict | None, errors: dict) -> list[str]:
     """Errors that belong to no rendered field, shown above the form."""
     names = set()
+    tables = set()
 
     def collect(s, prefix=""):
         for key, prop in _fields_of(s):
             names.update((prefix + key, key))
             if isinstance(prop.get("properties"), dict):
                 collect(prop, prefix + key + ".")
+            if _kind(prop) == "table":
+                tables.add(prefix + key + ".")
     collect(schema)
     zh = error_zh(schema)
     return [translate_message(v, zh) if k in ("_form", "_body") else f"{k}: {translate_message(v, zh)}"
-            for k, v in (errors or {}).items() if k not in names]
+            for k, v in (errors or {}).items()
+            if k not in names and not any(k.startswith(t) for t in tables)]

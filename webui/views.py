@@ -21,7 +21,7 @@ from engine.errors import Conflict, EngineError, Forbidden, NotFound, ProcessErr
 from . import edge
 from .formrender import (
     N_, OUTCOMES, SIGNER_MODE_HELP, SIGNER_MODES, STATUSES, STEP_ACTIONS, build_fields, data_fields,
-    describe, flatten, form_title, general_errors, lang, localized, localtime, needs_users, parse_form,
+    describe, flatten, form_title, general_errors, lang, localized, localtime, needs_regions, needs_users, parse_form,
     people_error, raw_values, step_form, translate_error_dict, translate_message, upload_fields,
 )
 
@@ -57,6 +57,11 @@ ACTIONS = {
     "held": _l("Approval held for the added signers"),
     "copied": _l("Copied"),
     "urged": _l("Urged"),
+    "reassigned": _l("Reassigned"),
+    "cancelled": _l("Cancelled by an administrator"),
+    "retried": _l("Retried"),
+    "error": _l("Failed"),
+    "migrated": _l("Moved to a new version"),
 }
 SIGNER_STATUSES = {"open": _l("Waiting for them"), "completed": _l("Signed"), "cancelled": _l("Cancelled")}
 LANES = {
@@ -213,7 +218,8 @@ def start(process_id: str):
             return redirect(url_for("views.instance", instance_id=instance["id"]))
     users = eng.users() if needs_users(schema) else []
     files = {**eng.describe_attachments(_attached_ids(schema, values), current_user.username), **files}
-    fields = build_fields(schema, values, errors, users, files=files)
+    regions = eng.regions(current_user.username, admin=False) if needs_regions(schema) else []
+    fields = build_fields(schema, values, errors, users, files=files, regions=regions)
     return render_template("start_form.html", name=_process_title(process), fields=fields,
                            form_errors=general_errors(schema, errors), form_title=form_title(schema)), status
 
@@ -366,8 +372,9 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
     if values is None:
         values = task.get("values") or {}
     files = eng.describe_attachments(_attached_ids(schema, values), me) if can_complete else {}
-    form_fields = build_fields(schema, values, errors, users, return_targets=task.get("return_targets"),
-                               files=files) if can_complete else []
+    form_fields = build_fields(schema, values, errors, users, return_targets=task.get("return_targets"), files=files,
+                               regions=eng.regions(me, admin=False) if can_complete and needs_regions(schema) else []) \
+        if can_complete else []
     decision = next((f for f in form_fields if task.get("is_approval") and f.key == "decision"
                      and f.kind == "radio"), None)
     signer_errors = signer_errors or {}

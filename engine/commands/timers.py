@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from .. import clock
 from ..errors import ProcessError
-from ..models import Timer
+from ..models import ProcessInstance, Timer
 from ..runner import Command
 from ..tables import iso
 
@@ -19,15 +19,20 @@ def fire_due_timers(rt, at: datetime | None = None, limit: int = 1000) -> list[d
     """Fire every timer due at or before `at`, each in its own transaction. Safe to run concurrently."""
     at = at or clock.now()
     with rt.db.read() as session:
-        due = session.execute(select(Timer.id, Timer.instance_id).where(
-            Timer.status == "waiting", Timer.due_at <= at).order_by(Timer.due_at).limit(limit)).all()
+        # an instance in error keeps its timers waiting: an administrator's retry fires them
+        due = session.execute(select(Timer.id, Timer.instance_id, Timer.name).join(
+            ProcessInstance, ProcessInstance.id == Timer.instance_id).where(
+            Timer.status == "waiting", Timer.due_at <= at, ProcessInstance.status != "error")
+            .order_by(Timer.due_at).limit(limit)).all()
     fired = []
-    for timer_id, instance_id in due:
+    for timer_id, instance_id, timer_name in due:
         try:
             result = _fire_one(rt, timer_id, instance_id, at)
         except ProcessError as exc:  # the process's own error: reported, and the batch goes on
             log.error("timer %s of instance %s failed: %s", timer_id, instance_id, exc)
             fired.append({"timer": timer_id, "instance_id": instance_id, "error": exc.message})
+            from .operations import mark_error
+            mark_error(rt, instance_id, exc, at, f"timer {timer_name}")
             continue
         except Exception as exc:  # a bug or a database error: logged with its traceback, the batch goes on
             log.exception("timer %s of instance %s failed", timer_id, instance_id)
