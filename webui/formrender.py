@@ -620,7 +620,7 @@ def build_fields(schema: dict | None, values: dict | None = None, errors: dict |
                 {k: v for k, v in values.items() if isinstance(k, str) and k.startswith(name + ".")}
             # the engine names a missing nested field by its own name ("teamwork"), others by the group
             nested_errors = {k: v for k, v in errors.items() if k not in own}
-            f.children = build_fields(prop, nested, nested_errors, users, name + ".", zh, regions)
+            f.children = build_fields(prop, nested, nested_errors, users, name + ".", zh, regions=regions)
             fields.append(f)
             continue
         if kind == "table":
@@ -684,7 +684,7 @@ def _build_table(f: Field, prop: dict, values: dict, errors: dict, users, zh, re
     """An array of objects as a table: a row of inputs per item, a few blank rows to add more.
     Cells are named "lines.<row>.<column>"; the engine's errors name cells the same way."""
     item = prop.get("items") or {}
-    f.children = build_fields(item, {}, {}, users, f.name + ".#.", zh, regions)  # the columns (header, template)
+    f.children = build_fields(item, {}, {}, users, f.name + ".#.", zh, regions=regions)  # the columns (header, template)
     data = _table_rows(values, f.name) or _table_rows(values, f.key)
     f.value = ""
     f.error = translate_message(errors[f.name], zh) if errors.get(f.name) else f.error
@@ -692,7 +692,8 @@ def _build_table(f: Field, prop: dict, values: dict, errors: dict, users, zh, re
         row_values = data[index] if index < len(data) else {}
         prefix = f"{f.name}.{index}."
         row_errors = {prefix + k: v for k, v in errors.items() if isinstance(k, str) and k.startswith(prefix)}
-        cells = build_fields(item, {prefix + k: v for k, v in row_values.items()}, row_errors, users, prefix, zh, regions)
+        cells = build_fields(item, {prefix + k: v for k, v in row_values.items()}, row_errors, users, prefix, zh,
+                             regions=regions)
         for cell in cells:
             cell.required = False  # a blank row is simply left out
         row_error = errors.get(f"{f.name}.{index}")
