@@ -84,3 +84,27 @@ def test_operations_page_reassigns_and_cancels(app):
     assert r.status_code == 302 and engine.instance(inst["id"], "admin")["status"] == "cancelled"
     history = text_of(client.get(f"/admin/instances/{inst['id']}"))
     assert "管理员终止" in history and "重复" in history and "已改派" in history
+
+
+def test_mail_given_up_on_is_shown_to_the_administrator(app):
+    import socket
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from engine.models import OutboxMail
+    from tests.conftest import at
+    engine = app.extensions["salesflow"]
+    engine.start("expense_approval", "alice", invoiced(engine, "alice", {
+        "category": "travel", "amount": 100, "incurred_on": "2026-11-02", "description": "出租车"}))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"smtp://127.0.0.1:{s.getsockname()[1]}"
+    now = at("2026-12-01T10:00")
+    with engine.db.write() as s:
+        for m in s.scalars(select(OutboxMail)):
+            m.created_at = m.next_attempt_at = now
+    engine.work(smtp_url=dead, at=now)
+    engine.work(smtp_url=dead, at=now + timedelta(days=1, minutes=1))
+    text = text_of(login(app, "admin").get("/admin/instances"))
+    assert "未能送达的邮件" in text and "dave@salesflow.example" in text

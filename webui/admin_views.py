@@ -229,10 +229,10 @@ def instances():
         return redirect(url_for("admin.instance", instance_id=lookup.lstrip("#")))
     rows = engine().admin_instances(current_user.username, status or None)
     return render_template("admin/instances.html", rows=rows, status=status, names=engine().process_names(),
-                           section="instances")
+                           failed_mail=engine().failed_mail(), section="instances")
 
 
-@bp.get("/admin/instances/<instance_id>")
+@bp.get("/admin/instances/<iid:instance_id>")
 def instance(instance_id: str):
     eng = engine()
     inst = eng.instance(instance_id, current_user.username, labels=True)
@@ -247,7 +247,7 @@ def instance(instance_id: str):
                            section="instances")
 
 
-@bp.post("/admin/instances/<instance_id>/retry")
+@bp.post("/admin/instances/<iid:instance_id>/retry")
 def retry(instance_id: str):
     try:
         result = engine().retry(instance_id, current_user.username)
@@ -262,7 +262,7 @@ def retry(instance_id: str):
     return redirect(url_for("admin.instance", instance_id=instance_id))
 
 
-@bp.post("/admin/instances/<instance_id>/cancel")
+@bp.post("/admin/instances/<iid:instance_id>/cancel")
 def cancel(instance_id: str):
     try:
         engine().cancel(instance_id, current_user.username, request.form.get("comment", ""))
@@ -275,7 +275,7 @@ def cancel(instance_id: str):
     return redirect(url_for("admin.instance", instance_id=instance_id))
 
 
-@bp.post("/admin/tasks/<task_id>/reassign")
+@bp.post("/admin/tasks/<tid:task_id>/reassign")
 def reassign(task_id: str):
     to = request.form.get("to", "").strip()
     instance_id = request.form.get("instance_id", "")

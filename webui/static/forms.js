@@ -1,6 +1,9 @@
 /* Form helpers (a file, not inline: the pages' CSP allows no inline script).
    A table field's "add a row" button copies its last row with the inputs emptied and renumbered. */
 document.addEventListener('DOMContentLoaded', function () {
+  document.querySelectorAll('select[data-autosubmit]').forEach(function (select) {
+    select.addEventListener('change', function () { select.form.submit(); });
+  });
   document.querySelectorAll('[data-add-row]').forEach(function (button) {
     button.addEventListener('click', function () {
       var body = button.parentNode.querySelector('table tbody');
