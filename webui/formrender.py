@@ -406,8 +406,17 @@ def describe(data: dict, fields: dict | None = None, names: dict | None = None, 
         if key == "major_reason" and major_reasons(data):
             items.append(Item(key, _label(key, prop), ("；" if lang() == "zh" else "; ").join(major_reasons(data))))
             continue
+        if isinstance(value, dict) and value.get("cancelled") is True:  # a parallel review someone else ended
+            match = re.fullmatch(r"cancelled: (\w+) by (\S+)", str(value.get("comment") or ""))
+            who = (names or {}).get(match.group(2), match.group(2)) if match else "—"
+            text = _("Not needed: %(user)s returned it first", user=who) if value.get("decision") == "return" \
+                else _("Not needed: %(user)s rejected it first", user=who)
+            items.append(Item(key, _label(key, prop), text))
+            continue
         if isinstance(value, dict):
-            items.append(Item(key, _label(key, prop), children=describe(value, (prop or {}).get("properties"), names)))
+            children = describe(value, (prop or {}).get("properties"), names)
+            if children:  # a step's answer not given yet is no row
+                items.append(Item(key, _label(key, prop), children=children))
         else:
             items.append(Item(key, _label(key, prop), format_value(key, value, prop, names)))
     return items

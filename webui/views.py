@@ -145,6 +145,13 @@ def _engine_error(exc: EngineError):
 
 
 # --------------------------------------------------------------- context
+@bp.before_app_request
+def _page_language():
+    """Summaries in the page's language (the API keeps the caller's stored one)."""
+    from engine.tables import page_lang
+    page_lang.set(None if request.path.startswith("/api/") else lang())
+
+
 @bp.app_context_processor
 def _inject():
     return {
@@ -574,7 +581,7 @@ def _details(data: dict, fields: dict | None, names: dict) -> dict:
     """A request's data for its page: the appraisal result as one card, the budget as one line,
     everything else as labelled items (no raw keys, files as their own card)."""
     budget, result = budget_line(data), appraisal_result(data)
-    hide = ["outcome", *_file_keys(fields)]
+    hide = ["outcome", "submitter", "started_by", *_file_keys(fields)]  # the facts card names the people
     if budget:
         hide += ["budget_remaining", "budget_booking"]
     if result:
