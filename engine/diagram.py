@@ -371,7 +371,7 @@ def _title_en(model_el) -> str | None:
 
 
 def render_svg(bpmn_xml: bytes | str, process_id: str, *, active: Iterable[str] = (),
-               completed: Iterable[str] = (), titles: Mapping[str, str] | None = None, lang: str = "zh",
+               completed: Iterable[str] = (), titles: Mapping[str, str] | None = None, lang: str | None = None,
                lane_titles: Mapping[str, str] | None = None, notes: Mapping[str, str] | None = None,
                links: Mapping[str, str] | None = None) -> str:
     """SVG text for the diagram that shows process `process_id`.
@@ -379,7 +379,8 @@ def render_svg(bpmn_xml: bytes | str, process_id: str, *, active: Iterable[str] 
     active: BPMN element ids of open tasks (thick orange border + light fill, CSS class "active").
     completed: element ids already passed (green border, CSS class "completed").
     titles: optional element id -> label override (e.g. translated names); else, for lang "en", the
-    element's `titleEn` property; else the `name` attribute. lane_titles: lane name -> label.
+    element's `titleEn` property; else the `name` attribute; a pool's "中文 English" name in `lang`
+    (None: every name as the BPMN has it). lane_titles: lane name -> label.
     notes: element id -> a second line drawn under the element ("waiting until ...").
     links: element id -> the address a click on the element opens (a called process).
     Raises DiagramError when the XML is not BPMN or has no diagram for `process_id`.
@@ -425,7 +426,7 @@ def render_svg(bpmn_xml: bytes | str, process_id: str, *, active: Iterable[str] 
             nx, ntop, nwidth = _note_place(b, notes[model_el.get("id")])
             xs += [nx - nwidth / 2, nx + nwidth / 2]
             ys += [ntop]
-        if kind in ("participant", "process") or (kind == "lane" and title is None):
+        if lang and title is None and kind == "participant":
             name = _in_language(name, lang)
         items.append((layer, order, di, model_el, kind, name, b, pts))
 

@@ -262,7 +262,13 @@ def bulk_approve():
         flash(_("Approved %(count)s tasks.", count=len(done)) if len(done) != 1 else _("Approved 1 task."), "success")
     for r in failed:
         task = titles.get(r["id"])
-        label = f"{task_title(task)} · {task.get('summary') or '#' + str(task['instance_id'])}" if task else r["id"][:8]
+        if task is None:  # no longer open (withdrawn, decided): named as it was
+            try:
+                task = eng.task(r["id"], me)
+            except EngineError:
+                task = None
+        label = f"{task_title(task)} · {task.get('summary') or '#' + str(task['instance_id'])}" if task \
+            else _("a task you can no longer see")
         flash(_("Not approved: %(task)s — %(reason)s", task=label, reason=_bulk_reason(r, names)), "error")
     return redirect(back)
 

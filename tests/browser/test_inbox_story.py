@@ -131,7 +131,8 @@ def test_bulk_approval_says_why_some_were_not_approved(ui, engine):
     page.click("#bulk-approve")
     expect(page.locator(".flash-success")).to_contain_text("已同意 1 项任务")
     expect(page.locator(".flash-error")).to_contain_text("未能审批")
-    expect(page.locator(".flash-error")).not_to_contain_text("task ")
+    expect(page.locator(".flash-error")).to_contain_text("直属经理审批 · Alice 艾丽斯 · 差旅费 · ¥100.00")
+    expect(page.locator(".flash-error")).to_contain_text("此任务已取消")
     shot(page, "bulk-partly-zh-desktop")
 
 

@@ -33,7 +33,7 @@
     function current() {
       var el = svg.querySelector("g.active") || svg.querySelector("g.completed:last-of-type");
       if (!el || !el.getBBox) return;
-      if (scale < 0.6) apply(0.6);
+      if (scale < 0.45) apply(0.45);  // readable, yet as much as possible in view
       var b = el.getBBox();
       box.scrollLeft = (b.x - vb[0] + b.width / 2) * scale - box.clientWidth / 2;
       box.scrollTop = (b.y - vb[1] + b.height / 2) * scale - box.clientHeight / 2;
