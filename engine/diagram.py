@@ -201,7 +201,8 @@ def _bounds(el):
 def _defs(svg):
     defs = _sub(svg, "defs")
     _sub(defs, "style", text="text{font-family:Arial,'Noto Sans CJK SC','Microsoft YaHei',sans-serif;"
-                             f"font-size:{FONT_SIZE}px;fill:#22242a}}")
+                             f"font-size:{FONT_SIZE}px;fill:#22242a}}"
+                             ".note{fill:#b45309;font-weight:bold}.bpmn-link{cursor:pointer}")
     for state, st in STYLE.items():
         sfx = f"-{state}" if state else ""
         m = _sub(defs, "marker", {"id": f"arrow{sfx}", "viewBox": "0 0 20 20", "refX": 11, "refY": 10,
@@ -344,6 +345,13 @@ def _label_place(di, b=None, pts=None):
     return (ax + bx) / 2, (ay + by) / 2 - 10 - LINE_HEIGHT, 100
 
 
+def _note_place(b, note: str):
+    """(centre x, top y, width) of a note drawn above a shape."""
+    width = max(b[2], 150)
+    lines = len(wrap_text(note, (width - 6) / UNIT_PX))
+    return b[0] + b[2] / 2, b[1] - 6 - lines * LINE_HEIGHT, width
+
+
 def _waypoints(di):
     try:
         return [(float(wp.get("x")), float(wp.get("y"))) for wp in di.findall(f"{{{DI_NS}}}waypoint")]
@@ -351,18 +359,36 @@ def _waypoints(di):
         return []
 
 
+SPIFF_NS = "http://spiffworkflow.org/bpmn/schema/1.0/core"
+
+
+def _title_en(model_el) -> str | None:
+    """The element's `titleEn` extension property (tasks, events, gateways, flows carry one)."""
+    for prop in model_el.iterfind(f"{{{BPMN_NS}}}extensionElements/{{{SPIFF_NS}}}properties/{{{SPIFF_NS}}}property"):
+        if prop.get("name") == "titleEn" and prop.get("value"):
+            return prop.get("value")
+    return None
+
+
 def render_svg(bpmn_xml: bytes | str, process_id: str, *, active: Iterable[str] = (),
-               completed: Iterable[str] = (), titles: Mapping[str, str] | None = None) -> str:
+               completed: Iterable[str] = (), titles: Mapping[str, str] | None = None, lang: str | None = None,
+               lane_titles: Mapping[str, str] | None = None, notes: Mapping[str, str] | None = None,
+               links: Mapping[str, str] | None = None) -> str:
     """SVG text for the diagram that shows process `process_id`.
 
     active: BPMN element ids of open tasks (thick orange border + light fill, CSS class "active").
     completed: element ids already passed (green border, CSS class "completed").
-    titles: optional element id -> label override (e.g. translated names); else the `name` attribute.
+    titles: optional element id -> label override (e.g. translated names); else, for lang "en", the
+    element's `titleEn` property; else the `name` attribute; a pool's "中文 English" name in `lang`
+    (None: every name as the BPMN has it). lane_titles: lane name -> label.
+    notes: element id -> a second line drawn under the element ("waiting until ...").
+    links: element id -> the address a click on the element opens (a called process).
     Raises DiagramError when the XML is not BPMN or has no diagram for `process_id`.
     """
     root = _parse(bpmn_xml)
     plane, model = _find_plane(root, process_id)
     active, completed, titles = set(active), set(completed), dict(titles or {})
+    notes, links = dict(notes or {}), dict(links or {})
 
     # 1. collect drawable items with their geometry, and the extent of the drawing
     items = []  # (z-layer, document order, di element, model element, kind, name, bounds, points)
@@ -375,6 +401,10 @@ def render_svg(bpmn_xml: bytes | str, process_id: str, *, active: Iterable[str] 
             continue
         kind = _local(model_el.tag)
         title = titles.get(model_el.get("id"))  # may be a lazy translation string: coerce with str()
+        if title is None and kind == "lane":
+            title = (lane_titles or {}).get(model_el.get("name") or "")
+        if title is None and lang == "en":
+            title = _title_en(model_el)
         name = str(title) if title is not None else model_el.get("name") or ""
         b, pts = None, []
         if _local(di.tag) == "BPMNShape":
@@ -392,12 +422,19 @@ def render_svg(bpmn_xml: bytes | str, process_id: str, *, active: Iterable[str] 
             xs += [p[0] for p in pts]
             ys += [p[1] for p in pts]
             layer = 4
-        if name and (pts or kind in EXTERNAL_LABEL):
-            lx, top, width = _label_place(di, b, pts)
-            lines = len(wrap_text(name, (width - 6) / UNIT_PX))
-            xs += [lx - width / 2, lx + width / 2]
-            ys += [top, top + lines * LINE_HEIGHT]
+        if b is not None and model_el.get("id") in notes:
+            nx, ntop, nwidth = _note_place(b, notes[model_el.get("id")])
+            xs += [nx - nwidth / 2, nx + nwidth / 2]
+            ys += [ntop]
+        if lang and title is None and kind == "participant":
+            name = _in_language(name, lang)
         items.append((layer, order, di, model_el, kind, name, b, pts))
+
+    # 1b. external labels (events, gateways, flows) where they cover no shape and no other label
+    places = _place_labels(items)
+    for lx, top, width, lines in places.values():
+        xs += [lx - width / 2, lx + width / 2]
+        ys += [top, top + lines * LINE_HEIGHT]
 
     # 2. the <svg> root, sized to the drawing
     min_x, min_y = (min(xs), min(ys)) if xs else (0.0, 0.0)
@@ -416,12 +453,19 @@ def render_svg(bpmn_xml: bytes | str, process_id: str, *, active: Iterable[str] 
         eid = model_el.get("id")
         state = "active" if eid in active else "completed" if eid in completed else None
         st = STYLE[state]
-        g = _sub(svg, "g", {"class": " ".join(filter(None, ["bpmn-element", kind, state])), "data-element-id": eid})
+        parent = svg
+        if eid in links:
+            parent = _sub(svg, "a", {"href": links[eid], "class": "bpmn-link"})
+            _sub(parent, "title", text=name)
+        g = _sub(parent, "g", {"class": " ".join(filter(None, ["bpmn-element", kind, state])), "data-element-id": eid})
         if b is not None:
             _draw_shape(g, kind, model_el, di, b, name, st)
-            if kind in EXTERNAL_LABEL:
-                lx, top, width = _label_place(di, b)
+            if kind in EXTERNAL_LABEL and eid in places:
+                lx, top, width, _lines = places[eid]
                 _text(g, name, lx, top=top, width=width)
+            if eid in notes:
+                nx, ntop, nwidth = _note_place(b, notes[eid])
+                _text(g, notes[eid], nx, top=ntop, width=nwidth, cls="note")
             continue
         attrs = {"points": " ".join(f"{_n(px)},{_n(py)}" for px, py in pts), "fill": "none",
                  "stroke": st["stroke"], "stroke-width": 1.5 if state is None else st["width"] - 1}
@@ -437,7 +481,62 @@ def render_svg(bpmn_xml: bytes | str, process_id: str, *, active: Iterable[str] 
             if kind != "association" or model_el.get("associationDirection") in ("One", "Both"):
                 attrs["marker-end"] = "url(#open-arrow)"
         _sub(g, "polyline", attrs)
-        if name:
-            lx, top, width = _label_place(di, pts=pts)
+        if name and eid in places:
+            lx, top, width, _lines = places[eid]
             _text(g, name, lx, top=top, width=width)
     return etree.tostring(svg, encoding="unicode")
+
+
+_BILINGUAL = re.compile(r"^(?P<zh>[^A-Za-z]*[\u2e80-\u9fff][^A-Za-z]*?)\s+(?P<en>[A-Za-z].*)$")
+
+
+def _in_language(name: str, lang: str) -> str:
+    """A pool's "中文 English" name in one language."""
+    match = _BILINGUAL.match(name or "")
+    return (match["en"] if lang == "en" else match["zh"].strip()) if match else name
+
+
+def _overlaps(a, b, pad: float = 2) -> bool:
+    return a[0] < b[0] + b[2] + pad and b[0] < a[0] + a[2] + pad and a[1] < b[1] + b[3] + pad and b[1] < a[1] + a[3] + pad
+
+
+def _place_labels(items) -> dict:
+    """element id -> (centre x, top, wrap width, lines) of each external label: the first of a few
+    candidate places (the diagram's own, below, above, right, left of the shape; for a flow, beside
+    each of its segments) that covers no shape and no label placed before it."""
+    obstacles = [b for _l, _o, di, _m, kind, _n, b, _p in items
+                 if b is not None and kind not in ("participant", "lane", "group")
+                 and not (kind in TASK_TYPES and di.get("isExpanded") == "true")]
+    placed: list[tuple] = []
+    result = {}
+    for _layer, _order, di, model_el, kind, name, b, pts in sorted(items, key=lambda it: (it[6] is None, it[1])):
+        if not name or not (pts or kind in EXTERNAL_LABEL):
+            continue
+        width = 100 if pts else max(b[2] + 50, 100)
+        lines = wrap_text(name, (width - 6) / UNIT_PX)
+        tw = max(_text_units(line) for line in lines) * UNIT_PX + 4
+        th = len(lines) * LINE_HEIGHT
+        candidates = [_label_place(di, b, pts)[:2]]
+        if b is not None:
+            x, y, w, h = b
+            cx, cy = x + w / 2, y + h / 2
+            candidates += [(cx, y + h + 4), (cx, y - 4 - th), (x + w + 6 + tw / 2, cy - th / 2),
+                           (x - 6 - tw / 2, cy - th / 2), (x + w + 4 + tw / 2, y + h), (x - 4 - tw / 2, y + h)]
+        else:
+            for (ax, ay), (bx, by) in zip(pts, pts[1:]):
+                mx, my = (ax + bx) / 2, (ay + by) / 2
+                if abs(ay - by) < abs(ax - bx):  # horizontal: above, below
+                    candidates += [(mx, my - 4 - th), (mx, my + 4)]
+                else:  # vertical: right, left
+                    candidates += [(mx + 6 + tw / 2, my - th / 2), (mx - 6 - tw / 2, my - th / 2)]
+        own = [b] if b is not None else []
+        chosen = candidates[0]
+        for cx, top in candidates:
+            rect = (cx - tw / 2, top, tw, th)
+            if not any(_overlaps(rect, o) for o in obstacles if o not in own) and \
+                    not any(_overlaps(rect, o) for o in placed):
+                chosen = (cx, top)
+                break
+        placed.append((chosen[0] - tw / 2, chosen[1], tw, th))
+        result[model_el.get("id")] = (chosen[0], chosen[1], width, len(lines))
+    return result

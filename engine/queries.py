@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from sqlalchemy import bindparam, select, text
 
-from . import access, clock
+from . import access, clock, org
 from .errors import NotFound, ValidationFailed
-from .models import Comment, HumanTask, InstanceCopy, ProcessInstance, UTCDateTime
+from .models import Comment, HumanTask, InstanceCopy, ProcessInstance, User, UTCDateTime
 from .tables import (
     HISTORY, OPEN_TASKS_OF, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, USER_TABLE, summary_of, instance_id as parse_instance_id, is_uuid, iso, task_dict, usernames,
 )
@@ -69,6 +69,28 @@ def process_names(rt) -> dict[str, dict]:
     with rt.db.read() as session:
         return {pid: rt.definitions.get(session, rt.definitions.latest_id(session, pid)).catalog.get("name", {})
                 for pid in rt.definitions.process_ids(session)}
+
+
+def subject_choices(rt, process_id: str, username: str) -> list[dict]:
+    """The people a start form's subject field (an appraisal's employee, a lead's rep) may name, by
+    the process's subject rule: active, never an administrator."""
+    with rt.db.read() as session:
+        actor = access.actor(session, username)
+        parsed = rt.definitions.get(session, rt.definitions.latest_id(session, process_id))
+        rule = parsed.catalog.get("subject_rule")
+        team = org.reports_of(session, actor) if rule == "self_or_report" else set()
+        chosen = []
+        for user in session.scalars(select(User).where(User.active.is_(True)).order_by(User.username)):
+            if org.ADMIN_ROLE in user.role_names:
+                continue
+            if rule == "self_or_report" and user.id != actor.id and user.id not in team:
+                continue
+            if rule == "has_manager" and org.first_active_manager(session, user) is None:
+                continue
+            if rule == "not_self" and user.id == actor.id:
+                continue
+            chosen.append(org.user_dict(user))
+        return chosen
 
 
 def _first_form(parsed):
@@ -251,24 +273,92 @@ def return_targets(session, parsed, inst, step) -> list[dict]:
     return list(found.values())
 
 
-def diagram(rt, instance_id, username: str, titles_lang: str = "zh") -> str:
+WAITING_UNTIL = {"zh": "等待至 {at}（北京时间）", "en": "waiting until {at} (UTC+8)"}
+
+
+def diagram(rt, instance_id, username: str, titles_lang: str = "zh", process: str | None = None,
+            link=None) -> str:
+    """The instance's diagram (or, with `process`, that of a process it calls): open tasks highlighted,
+    done ones green; a call activity is highlighted while the called process has an open task (`link`:
+    called process id -> the address that opens its diagram); a waiting timer says until when. Labels
+    in `titles_lang`: lanes from lanes.json, elements by their titleEn in English."""
+    from zoneinfo import ZoneInfo
+
     from .diagram import render_svg
+    from .models import Timer
     with rt.db.read() as session:
         user = access.actor(session, username)
         inst = session.get(ProcessInstance, parse_instance_id(instance_id))
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
         parsed = rt.definitions.get(session, inst.definition_id)
+        shown = process or inst.process_id
         active = set(session.scalars(select(HumanTask.name).where(
-            HumanTask.instance_id == inst.id, HumanTask.status == "open")))
+            HumanTask.instance_id == inst.id, HumanTask.status.in_(("open", "waiting")))))
         done = set(session.scalars(select(HumanTask.name).where(
-            HumanTask.instance_id == inst.id, HumanTask.status == "completed")))
-        titles = None
-        if titles_lang == "en":
-            titles = {i.name: i.title_en for i in parsed.tasks.values()}
-            titles.update({k.split(".")[0]: v["title_en"] for k, v in parsed.events.items()})
-        return render_svg(parsed.process_bpmn(), inst.process_id, active=active, completed=done - active,
-                          titles=titles)
+            HumanTask.instance_id == inst.id, HumanTask.status.in_(("completed", "held")))))
+        timers = list(session.scalars(select(Timer).where(Timer.instance_id == inst.id, Timer.status == "waiting")))
+        process_of = {t.name: t.process for t in parsed.tasks.values()}
+        calls, catches = _calls(parsed)
+        for name in list(active) + list(done):  # a step inside a called process marks its call activity
+            owner = process_of.get(name)
+            while owner and owner != shown:
+                call = next(((cid, caller) for cid, (caller, called) in calls.items() if called == owner), None)
+                if call is None:
+                    break
+                (active if name in active else done).add(call[0])
+                owner = call[1]
+        lang = "en" if titles_lang == "en" else "zh"
+        lane_titles = {k: v["title"][lang] for k, v in parsed.lanes.items()
+                       if isinstance(v, dict) and isinstance(v.get("title"), dict) and v["title"].get(lang)}
+        tz = ZoneInfo("Asia/Shanghai")
+        notes = {t.name: WAITING_UNTIL[lang].format(at=t.due_at.astimezone(tz).strftime("%Y-%m-%d %H:%M"))
+                 for t in timers if t.name in catches}
+        active |= set(notes)
+        links = {cid: link(called) for cid, (caller, called) in calls.items() if caller == shown and link} if link else {}
+        return render_svg(parsed.process_bpmn(shown), shown, active=active, completed=done - active,
+                          lang=lang, lane_titles=lane_titles, notes=notes, links=links)
+
+
+_CALL_TITLES: dict[str, dict] = {}
+
+
+def _calls(parsed) -> tuple[dict, set]:
+    """call activity id -> (the process it is in, the process it calls), and the ids of intermediate
+    catch events (a timer there is a wait, not a task's deadline), for the instance's processes."""
+    from lxml import etree
+    from .diagram import BPMN_NS, _title_en
+    result, catches = {}, set()
+    seen = set()
+    for text in parsed.bundle["bpmn"].values():
+        if text in seen:
+            continue
+        seen.add(text)
+        root = etree.fromstring(text.encode(), etree.XMLParser(resolve_entities=False, no_network=True))
+        for proc in root.iter(f"{{{BPMN_NS}}}process"):
+            for call in proc.iter(f"{{{BPMN_NS}}}callActivity"):
+                result[call.get("id")] = (proc.get("id"), call.get("calledElement"))
+                _CALL_TITLES[call.get("id")] = {"zh": call.get("name") or call.get("id"),
+                                                "en": _title_en(call) or call.get("name") or call.get("id")}
+            catches |= {e.get("id") for e in proc.iter(f"{{{BPMN_NS}}}intermediateCatchEvent")}
+    return result, catches
+
+
+def called_processes(rt, instance_id, username: str) -> list[dict]:
+    """The processes an instance's process calls (for links to their diagrams): [{"id", "name"}]."""
+    with rt.db.read() as session:
+        user = access.actor(session, username)
+        inst = session.get(ProcessInstance, parse_instance_id(instance_id))
+        if inst is None or not access.can_see(session, inst, user):
+            raise NotFound(f"instance {instance_id} not found")
+        parsed = rt.definitions.get(session, inst.definition_id)
+        names = {}
+        for pid in {called for _caller, called in _calls(parsed)[0].values()}:
+            entry = rt.definitions.process_ids(session)
+            names[pid] = rt.definitions.get(session, rt.definitions.latest_id(session, pid)).catalog.get("name", {}) \
+                if pid in entry else {}
+        return [{"id": called, "caller": caller, "call": cid, "name": names.get(called) or _CALL_TITLES.get(cid, {})}
+                for cid, (caller, called) in _calls(parsed)[0].items()]
 
 
 def open_tasks_by_instance(session, ids: list[int]) -> dict[int, list[dict]]:

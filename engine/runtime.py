@@ -126,6 +126,9 @@ class Engine(Runner):
         return queries.tasks(self, username, process_id, instance_id, limit, offset, with_total,
                              scope=scope, q=q, overdue=overdue)
 
+    def subject_choices(self, process_id: str, username: str) -> list[dict]:
+        return queries.subject_choices(self, process_id, username)
+
     def task(self, task_id: str, username: str) -> dict:
         return queries.task(self, task_id, username)
 
@@ -135,8 +138,12 @@ class Engine(Runner):
     def comments(self, instance_id, username: str) -> list[dict]:
         return queries.comments(self, instance_id, username)
 
-    def diagram(self, instance_id, username: str, titles_lang: str = "zh") -> str:
-        return queries.diagram(self, instance_id, username, titles_lang)
+    def diagram(self, instance_id, username: str, titles_lang: str = "zh", process: str | None = None,
+                link=None) -> str:
+        return queries.diagram(self, instance_id, username, titles_lang, process, link)
+
+    def called_processes(self, instance_id, username: str) -> list[dict]:
+        return queries.called_processes(self, instance_id, username)
 
     # ------------------------------------------------------------ notifications and the worker
     def notifications(self, username: str, *, unread: bool = False, limit: int = 100, offset: int = 0,

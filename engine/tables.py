@@ -67,10 +67,13 @@ def usernames(session, ids) -> dict[int, str]:
 
 # the caller's language for what the engine words itself (summaries): set by access.actor per call
 current_lang: ContextVar[str] = ContextVar("salesflow_lang", default="zh")
+# the language of the page being built, when it is not the user's stored one (the web UI follows the
+# browser or the language switch): summaries follow it
+page_lang: ContextVar[str | None] = ContextVar("salesflow_page_lang", default=None)
 
 
 def summary_of(row) -> str | None:
-    return (row.summary_en if current_lang.get() == "en" else row.summary_zh) or row.summary_zh
+    return (row.summary_en if (page_lang.get() or current_lang.get()) == "en" else row.summary_zh) or row.summary_zh
 
 
 def task_dict(row) -> dict:

@@ -105,13 +105,13 @@ def test_posts_without_csrf_token_are_rejected(app):
 def test_inbox_in_chinese_and_english(app):
     zh = login(app, "alice", "zh-CN,zh;q=0.9")
     text = text_of(zh.get("/"))
-    for words in ("待办", "我的任务", "可认领的任务", "我发起的", "退出登录"):
+    for words in ("待办", "已办", "我的任务", "可认领的任务", "我发起的", "抄送我的", "退出登录"):
         assert words in text
     assert "My tasks" not in text
 
     en = login(app, "alice", "en-US,en;q=0.9")
     text = text_of(en.get("/"))
-    for words in ("Inbox", "My tasks", "Tasks I can claim", "Submitted by me", "Log out"):
+    for words in ("Inbox", "To do", "Done", "My tasks", "Tasks I can claim", "Started by me", "Copied to me", "Log out"):
         assert words in text
     assert "我的任务" not in text
 
@@ -120,7 +120,7 @@ def test_language_switch_overrides_the_browser(app):
     client = login(app, "alice", "zh-CN")
     r = client.post("/language/en", data={"csrf_token": client.token, "next": "/"})
     assert r.status_code == 302 and r.location == "/"
-    assert "Submitted by me" in text_of(client.get("/"))
+    assert "Started by me" in text_of(client.get("/"))
     assert app.extensions["salesflow"].user_info("alice")["locale"] == "en"
 
 
@@ -135,7 +135,8 @@ def test_submitted_claim_shows_status_step_and_translated_history(app):
     assert "进行中" in row.group(1) and "直属经理审批" in row.group(1) and "费用报销" in row.group(1)
 
     page = text_of(alice.get(f"/instances/{instance_id}"))
-    assert "差旅费" in page and "1,200" in page and "已发起" in page and "任务已创建" in page
+    # an open step's "task created" row reads as waiting; money as ¥1,200.00
+    assert "差旅费" in page and "¥1,200.00" in page and "已发起" in page and "待处理" in page
     assert "<svg" in alice.get(f"/instances/{instance_id}").get_data(as_text=True)
 
 

@@ -81,6 +81,12 @@ DATA_LABELS = {
     "major_reason": _l("Why it is major"),
     "contract_approved": _l("Contract approved"),
     "budget_booking": _l("Budget booking"),
+    "budget": _l("Budget"),
+    "booked": _l("Booked"),
+    "period": _l("Period"),
+    "remaining": _l("Remaining"),
+    "review_result": _l("Review result"),
+    "result": _l("Result"),
     "lost_reason": _l("Why the lead was lost"),
     "plan_total": _l("Plan total (CNY)"),
     "plan_applied": _l("Budget applied"),
@@ -117,12 +123,15 @@ SIGNER_MODE_HELP = {
 }
 BECAUSE = {"returned": _l("Returned for revision"), "rejected": _l("Rejected"), "approved": _l("Approved")}
 REASONS = {"waiting for the added signers": _l("waiting for the added signers")}
+REVIEW_RESULTS = {"approved": _l("Approved"), "returned": _l("Returned for revision"), "rejected": _l("Rejected")}
+MAJOR_REASONS = {"amount": _l("the amount is 500,000 or more"), "payment_terms": _l("non-standard payment terms"),
+                 "no_credit_record": _l("the customer has no credit record")}
 REGIONS = {"east": _l("East"), "north": _l("North"), "south": _l("South"), "west": _l("West"),
            "central": _l("Central")}
 # labels of values that no form declares, by data key
 VALUE_LABELS = {"appeal_result": {"upheld": _l("Upheld"), "changed": _l("Changed")},
                 "outcome": OUTCOMES, "status": STATUSES, "region": REGIONS, "mode": SIGNER_MODES,
-                "because": BECAUSE,
+                "because": BECAUSE, "review_result": REVIEW_RESULTS, "major_reason": MAJOR_REASONS,
                 "reason": {**REASONS, "deactivated": _l("the person was deactivated"),
                            "role removed": _l("the person no longer holds the role")}}
 # data keys the engine sets to usernames (shown as the user's name); form fields say so with
@@ -350,6 +359,29 @@ def localtime(value) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
 
 
+MONEY_KEYS = {"amount", "quoted_amount", "collected_amount", "budget_remaining", "remaining"}
+
+
+def is_money(key: str, prop: dict | None = None) -> bool:
+    """Amounts of money: the known keys, and any number field titled in CNY."""
+    title = str((prop or {}).get("title") or "")
+    return key in MONEY_KEYS or "CNY" in title
+
+
+def money(value) -> str:
+    """¥1,234.50 (negative: -¥1,234.50); anything that is not a number as it is."""
+    from decimal import Decimal, InvalidOperation
+    if isinstance(value, bool):
+        return str(value)
+    try:
+        amount = Decimal(str(value))
+    except (InvalidOperation, ValueError):
+        return str(value)
+    if not amount.is_finite():
+        return str(value)
+    return f"{'-' if amount < 0 else ''}¥{abs(amount):,.2f}"
+
+
 def _label(key: str, prop: dict | None) -> str:
     return form_title(prop) or (str(DATA_LABELS[key]) if key in DATA_LABELS else key.replace("_", " ").capitalize())
 
@@ -375,6 +407,8 @@ def format_value(key: str, value, prop: dict | None = None, names: dict | None =
         return str(VALUE_LABELS[key][value])
     if isinstance(value, str) and names and (_is_user(prop) if prop else key in ENGINE_USER_KEYS):
         return names.get(value, value)
+    if isinstance(value, (int, float)) and is_money(key, prop):
+        return money(value)
     if isinstance(value, (int, float)):
         if isinstance(value, float) and value.is_integer():
             value = int(value)
@@ -411,6 +445,16 @@ def describe(data: dict, fields: dict | None = None, names: dict | None = None, 
         if key in hide:
             continue
         value, prop = data[key], fields.get(key)
+        if key == "major_reason" and major_reasons(data):
+            items.append(Item(key, _label(key, prop), ("；" if lang() == "zh" else "; ").join(major_reasons(data))))
+            continue
+        if isinstance(value, dict) and value.get("cancelled") is True:  # a parallel review someone else ended
+            match = re.fullmatch(r"cancelled: (\w+) by (\S+)", str(value.get("comment") or ""))
+            who = (names or {}).get(match.group(2), match.group(2)) if match else "—"
+            text = _("Not needed: %(user)s returned it first", user=who) if value.get("decision") == "return" \
+                else _("Not needed: %(user)s rejected it first", user=who)
+            items.append(Item(key, _label(key, prop), text))
+            continue
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             columns = ((prop or {}).get("items") or {}).get("properties") or {}
             keys = list(columns) or list(dict.fromkeys(k for v in value for k in v))
@@ -418,10 +462,75 @@ def describe(data: dict, fields: dict | None = None, names: dict | None = None, 
                 "columns": [(k, _label(k, columns.get(k))) for k in keys],
                 "rows": [[format_value(k, v.get(k), columns.get(k), names) for k in keys] for v in value]}))
         elif isinstance(value, dict):
-            items.append(Item(key, _label(key, prop), children=describe(value, (prop or {}).get("properties"), names)))
+            children = describe(value, (prop or {}).get("properties"), names)
+            if children:  # a step's answer not given yet is no row
+                items.append(Item(key, _label(key, prop), children=children))
         else:
             items.append(Item(key, _label(key, prop), format_value(key, value, prop, names)))
     return items
+
+
+def _number(value) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def budget_line(data: dict) -> dict | None:
+    """The claim's budget in words: what was left before it, after it, an overrun, and whether it is
+    booked (budget_remaining: left before the claim; budget_booking {booked, period, remaining})."""
+    before, amount = _number((data or {}).get("budget_remaining")), _number((data or {}).get("amount"))
+    if before is None or amount is None:
+        return None
+    booking = data.get("budget_booking") if isinstance(data.get("budget_booking"), dict) else {}
+    after = _number(booking.get("remaining"))
+    after = before - amount if after is None else after
+    line = {"before": money(before), "after": money(after), "over": money(-after) if after < 0 else None,
+            "booked": bool(booking.get("booked")), "period": booking.get("period")}
+    if line["booked"]:
+        state = _("booked against the budget of %(period)s", period=line["period"]) if line["period"] \
+            else _("booked against the budget")
+    else:
+        state = _("reserved while the claim is decided")
+    line["text"] = _("%(before)s → %(after)s", before=line["before"], after=line["after"])
+    line["state"] = state
+    line["overrun"] = _("over the budget by %(amount)s", amount=line["over"]) if line["over"] else None
+    return line
+
+
+def major_reasons(data: dict) -> list[str]:
+    """Every reason a contract is major (the routing table names the first that applies)."""
+    data = data or {}
+    if not data.get("major"):
+        return []
+    keys = [data.get("major_reason")] if data.get("major_reason") in MAJOR_REASONS else []
+    if data.get("payment_terms") == "non_standard":
+        keys.append("payment_terms")
+    if data.get("customer_has_credit_record") is False:
+        keys.append("no_credit_record")
+    return [str(MAJOR_REASONS[k]) for k in dict.fromkeys(keys)]
+
+
+def appraisal_result(data: dict) -> dict | None:
+    """The appraisal's result as one card: score (rounded), grade, bonus %, improvement plan."""
+    data = data or {}
+    if "grade" not in data or _number(data.get("score")) is None:
+        return None
+    from decimal import ROUND_HALF_UP, Decimal
+    score = _number(data["score"])
+    bonus = _number(data.get("bonus_multiplier"))
+    rounded = Decimal(str(score)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
+    return {
+        "score": format_decimal(rounded, format="#,##0.#"), "score_exact": format_decimal(score, format="#,##0.####"),
+        "grade": str(data.get("grade") or "—"),
+        "original_grade": data.get("original_grade") if data.get("original_grade") not in (None, data.get("grade")) else None,
+        "bonus": f"{format_decimal(bonus * 100, format='#,##0.#')}%" if bonus is not None else "—",
+        "pip": data.get("pip"),
+        "appeal_result": format_value("appeal_result", data["appeal_result"]) if data.get("appeal_result") else None,
+    }
+
+
+RESULT_KEYS = ("score", "grade", "original_grade", "bonus_multiplier", "pip", "appeal_result")
+
+
 
 
 def flatten(items: list[Item]) -> list[tuple[str, str]]:
@@ -613,8 +722,10 @@ def build_fields(schema: dict | None, values: dict | None = None, errors: dict |
         message = errors.get(name) or errors.get(key)
         if message == "this field is required" and key not in required:
             message = _conditional_hint(schema, key) or message
-        f.error = translate_message(message, zh) if message else None
         raw = values[name] if name in values else values.get(key)
+        if message and message != "this field is required" and kind not in ("group",):
+            message = _fitting_message(prop, raw) or message
+        f.error = translate_message(message, zh) if message else None
         if kind == "group":
             nested = values.get(key) if isinstance(values.get(key), dict) else \
                 {k: v for k, v in values.items() if isinstance(k, str) and k.startswith(name + ".")}
@@ -655,13 +766,18 @@ def build_fields(schema: dict | None, values: dict | None = None, errors: dict |
         elif kind == "checkbox":
             f.value = raw in (True, "on", "true", "1", "yes")
         elif kind == "number":
-            f.attrs["step"] = "1" if prop.get("type") == "integer" else "any"
+            money_field = is_money(key, prop)
+            f.attrs["step"] = "1" if prop.get("type") == "integer" else "0.01" if money_field else "any"
             for attr in ("minimum", "maximum"):
                 if attr in prop:
                     f.attrs[attr[:3]] = prop[attr]
+            if "exclusiveMinimum" in prop and "minimum" not in prop:
+                f.attrs["min"] = prop["exclusiveMinimum"] + (1 if prop.get("type") == "integer" else 0.01)
             f.attrs["inputmode"] = "numeric" if prop.get("type") == "integer" else "decimal"
         if kind in ("text", "textarea") and "maxLength" in prop:
             f.attrs["maxlength"] = prop["maxLength"]
+        if kind in ("text", "textarea") and prop.get("minLength", 0) > 1:
+            f.attrs["minlength"] = prop["minLength"]
         fields.append(f)
     return fields
 
@@ -699,6 +815,15 @@ def _build_table(f: Field, prop: dict, values: dict, errors: dict, users, zh, re
         row_error = errors.get(f"{f.name}.{index}")
         f.rows.append({"index": index, "cells": cells,
                        "error": translate_message(row_error, zh) if row_error else None})
+
+
+def _fitting_message(prop: dict, raw) -> str | None:
+    """The message that fits what is wrong with a value (a form's x-error says what to fill in, which
+    does not fit a value that is too long or out of range)."""
+    if isinstance(raw, str) and raw.strip():
+        if "maxLength" in prop and len(raw) > prop["maxLength"]:
+            return f"at most {prop['maxLength']} characters"
+    return None
 
 
 _INT = re.compile(r"[+-]?\d+")

@@ -20,9 +20,10 @@ from engine.errors import Conflict, EngineError, Forbidden, NotFound, ProcessErr
 
 from . import edge
 from .formrender import (
-    N_, OUTCOMES, SIGNER_MODE_HELP, SIGNER_MODES, STATUSES, STEP_ACTIONS, build_fields, data_fields,
-    describe, flatten, form_title, general_errors, lang, localized, localtime, needs_regions, needs_users, parse_form,
-    people_error, raw_values, step_form, translate_error_dict, translate_message, upload_fields,
+    DATA_LABELS, N_, OUTCOMES, RESULT_KEYS, SIGNER_MODE_HELP, SIGNER_MODES, STATUSES, STEP_ACTIONS, appraisal_result,
+    budget_line, build_fields, data_fields, describe, flatten, form_title, general_errors, lang, localized, localtime,
+    money, needs_regions, needs_users, parse_form, parse_time, people_error, raw_values, step_form, translate_error_dict,
+    translate_message, upload_fields,
 )
 
 bp = Blueprint("views", __name__)
@@ -150,6 +151,13 @@ def _engine_error(exc: EngineError):
 
 
 # --------------------------------------------------------------- context
+@bp.before_app_request
+def _page_language():
+    """Summaries in the page's language (the API keeps the caller's stored one)."""
+    from engine.tables import page_lang
+    page_lang.set(None if request.path.startswith("/api/") else lang())
+
+
 @bp.app_context_processor
 def _inject():
     return {
@@ -161,22 +169,131 @@ def _inject():
         "action_label": lambda a: str(ACTIONS.get(a, a)),
         "lane_label": lambda lane: str(LANES.get(lane, lane or "—")),
         "join_names": join_names,
+        "inbox_url": _inbox_url,
+        "age": age,
+        "money": money,
     }
 
 
 # --------------------------------------------------------------- pages
+TABS = {"todo": _l("To do"), "done": _l("Done"), "started": _l("Started by me"), "cc": _l("Copied to me")}
+PAGE_SIZE = 50
+
+
+def _page_number() -> int:
+    raw = request.args.get("page", "1")
+    return min(int(raw), 100000) if raw.isascii() and raw.isdigit() and int(raw) >= 1 else 1
+
+
 @bp.get("/")
 @login_required
 def inbox():
-    """Three sections: one engine call for the two task lists, one for the submissions, one for process names."""
+    """Four tabs (待办 / 已办 / 我发起的 / 抄送我的), each with search, filters and paging."""
     eng = engine()
     me = current_user.username
-    tasks = eng.tasks(me)
-    mine = [t for t in tasks if t["assignee"] == me]
-    claimable = [t for t in tasks if t["assignee"] is None]
-    submitted = eng.instances(me, mine=True)
-    return render_template("inbox.html", mine=mine, claimable=claimable, submitted=submitted,
-                           process_names=eng.process_names(), names=_user_names(eng.users()))
+    tab = request.args.get("tab", "todo")
+    tab = tab if tab in TABS else "todo"
+    names = eng.process_names()
+    q = (request.args.get("q") or "").strip()[:100]
+    process_id = request.args.get("process") or None
+    process_id = process_id if process_id in names else None
+    overdue = request.args.get("overdue") == "1" and tab == "todo"
+    page = _page_number()
+    offset = (page - 1) * PAGE_SIZE
+    context = {"tab": tab, "tabs": TABS, "q": q, "process_id": process_id, "overdue": overdue, "page": page,
+               "page_size": PAGE_SIZE, "process_names": names, "names": _user_names(eng.users()),
+               "filtered": bool(q or process_id or overdue)}
+    if tab in ("todo", "done"):
+        tasks, total = eng.tasks(me, process_id=process_id, q=q or None, overdue=overdue, limit=PAGE_SIZE,
+                                 offset=offset, with_total=True, scope="open" if tab == "todo" else "done")
+        context.update(tasks=tasks, total=total, mine=[t for t in tasks if t["assignee"] == me],
+                       claimable=[t for t in tasks if t["assignee"] is None])
+        if tab == "todo" and not context["filtered"] and page == 1:
+            context["submitted"] = eng.instances(me, scope="started", limit=5)
+    else:
+        found = eng.instances(me, scope="started" if tab == "started" else "cc", q=q or None,
+                              process_id=process_id, limit=PAGE_SIZE + 1, offset=offset)
+        context.update(instances=found[:PAGE_SIZE], more=len(found) > PAGE_SIZE)
+    return render_template("inbox.html", **context)
+
+
+def age(value) -> str:
+    """How long ago (a task's waiting time): minutes, hours or days."""
+    from datetime import datetime, timezone
+    moment = parse_time(value)
+    if moment is None:
+        return "—"
+    seconds = max(0, (datetime.now(timezone.utc) - moment).total_seconds())
+    if seconds < 3600:
+        return _("%(count)s min", count=max(1, int(seconds // 60)))
+    if seconds < 86400:
+        return _("%(count)s h", count=int(seconds // 3600))
+    return _("%(count)s d", count=int(seconds // 86400))
+
+
+def _inbox_url(**changes) -> str:
+    """The inbox with the current tab and filters, some changed (a page link, a tab link)."""
+    args = {k: v for k, v in request.args.items() if k in ("tab", "q", "process", "overdue", "page")}
+    args.update({k: v for k, v in changes.items()})
+    return url_for("views.inbox", **{k: v for k, v in args.items() if v not in (None, "", False)})
+
+
+BULK_STATUS = {
+    403: _l("not yours to decide"),
+    404: _l("not found, or you cannot see it"),
+    409: _l("already decided or changed by someone else"),
+    422: _l("this task cannot be approved in bulk: open it and decide there"),
+}
+
+
+@bp.post("/tasks/bulk-approve")
+@login_required
+def bulk_approve():
+    """Approve the chosen tasks with one comment; each is its own transaction (eng.bulk_complete)."""
+    eng = engine()
+    me = current_user.username
+    ids = [i for i in dict.fromkeys(request.form.getlist("ids")) if i][:100]
+    comment = _text("comment")
+    back = edge.safe_target(request.form.get("next")) or url_for("views.inbox")
+    if not ids:
+        flash(_("Choose the tasks to approve first."), "warning")
+        return redirect(back)
+    titles = {t["id"]: t for t in eng.tasks(me, limit=1000)}
+    data = {"decision": "approve", **({"comment": comment} if comment else {})}
+    results = eng.bulk_complete(ids, me, data)
+    names = _user_names(eng.users())
+    done = [r for r in results if r["status"] == 200]
+    failed = [r for r in results if r["status"] != 200]
+    if done:
+        flash(_("Approved %(count)s tasks.", count=len(done)) if len(done) != 1 else _("Approved 1 task."), "success")
+    for r in failed:
+        task = titles.get(r["id"])
+        if task is None:  # no longer open (withdrawn, decided): named as it was
+            try:
+                task = eng.task(r["id"], me)
+            except EngineError:
+                task = None
+        label = f"{task_title(task)} · {task.get('summary') or '#' + str(task['instance_id'])}" if task \
+            else _("a task you can no longer see")
+        flash(_("Not approved: %(task)s — %(reason)s", task=label, reason=_bulk_reason(r, names)), "error")
+    return redirect(back)
+
+
+def _bulk_reason(result: dict, names: dict) -> str:
+    """Why one task of a bulk approval failed, in the user's language."""
+    status, message = result.get("status"), result.get("error") or ""
+    if status == 409:
+        return conflict_message(Conflict(message), names)
+    if status == 422 and result.get("errors"):
+        errors = result["errors"]
+        first = next(iter(errors.values()))
+        translated = translate_message(first)
+        return translated if translated != first or lang() == "en" else str(BULK_STATUS[422])
+    if status == 422 and message:
+        translated = translate_message(message)
+        if translated != message:
+            return translated
+    return str(BULK_STATUS.get(status, BULK_STATUS[422]))
 
 
 def _process_title(process: dict) -> str:
@@ -216,7 +333,7 @@ def start(process_id: str):
             flash(_("%(process)s #%(id)s was started.", process=_process_title(process), id=instance["id"]),
                   "success")
             return redirect(url_for("views.instance", instance_id=instance["id"]))
-    users = eng.users() if needs_users(schema) else []
+    users = eng.subject_choices(process_id, current_user.username) if needs_users(schema) else []
     files = {**eng.describe_attachments(_attached_ids(schema, values), current_user.username), **files}
     regions = eng.regions(current_user.username, admin=False) if needs_regions(schema) else []
     fields = build_fields(schema, values, errors, users, files=files, regions=regions)
@@ -293,14 +410,85 @@ def _event_detail(instance: dict, event: dict) -> dict:
     return detail
 
 
-def _history(instance: dict, names: dict) -> list[dict]:
-    """The instance's history as table rows; a step's input labelled by the form of that step
-    (in its definition version), other details by the engine's vocabulary."""
-    return [{"at": event.get("at"), "actor": event.get("actor"), "action": event.get("action"),
-             "task": localized(event.get("task_title"), event.get("task") or ""),
-             "detail": flatten(describe(_event_detail(instance, event), step_form(instance, event.get("task"))
-                                        if event.get("action") in STEP_ACTIONS else {}, names))}
-            for event in instance.get("history", [])]
+ROLES = {"sales_rep": _l("sales rep"), "sales_manager": _l("sales manager"), "sales_director": _l("sales director"),
+         "general_manager": _l("general manager"), "finance": _l("finance"), "legal": _l("legal"), "hr": _l("HR"),
+         "operations": _l("operations"), "admin": _l("administrator")}
+# the engine's routing notes (engine/org.py), rendered from their parts
+ROUTING = (
+    (re.compile(r"no (?P<role>\S+) other than (?P<user>\S+); routed to (?P<to>\S+)"),
+     N_("%(user)s is the only %(role)s and decides nothing about themselves: the step went to %(to)s")),
+    (re.compile(r"(?P<user>\S+) has no active manager.*; routed to administrators"),
+     N_("%(user)s has no active manager: the step went to the administrators")),
+    (re.compile(r"nobody holds role '(?P<role>[^']+)'; routed to administrators"),
+     N_("Nobody is %(role)s: the step went to the administrators")),
+    (re.compile(r"lane .*; routed to administrators"), N_("The step has no owner: it went to the administrators")),
+)
+
+
+def routing_note(text, names: dict) -> str:
+    """A routing note of the engine in the user's language, people by their names."""
+    for pattern, template in ROUTING:
+        match = pattern.fullmatch(str(text or ""))
+        if match:
+            values = match.groupdict()
+            for key in ("user", "to"):
+                if key in values:
+                    values[key] = names.get(values[key], values[key])
+            if "role" in values:
+                values["role"] = str(ROLES.get(values["role"], values["role"]))
+            return _(template, **values)
+    return str(text) if lang() == "en" else _("The step went to someone other than usual.")
+
+
+DATA_LABELS_ASSIGNEE = DATA_LABELS["assignee"]
+FOLDED = {"task_created", "routed"}  # system rows shown inside the row of the step they belong to
+
+
+def _with_file_names(detail: dict, form: dict, files: dict) -> dict:
+    """A step's input with its attachment ids as the files' names."""
+    keys = _file_keys(form)
+    return {k: ([files.get(i, _("a file")) for i in v] if k in keys and isinstance(v, list) else v)
+            for k, v in detail.items()}
+
+
+def _history(instance: dict, names: dict, files: dict | None = None) -> list[dict]:
+    """The instance's history as rows; a step's input labelled by the form of that step (in its
+    definition version), other details by the engine's vocabulary. A step's "task created" and
+    routing rows are folded into the row of what was done with it (waiting since, routed why);
+    those of a step still open stay rows of their own."""
+    rows = []
+    for event in instance.get("history", []):
+        action = event.get("action")
+        detail = _event_detail(instance, event)
+        notes = []
+        if action == "routed" and "reason" in detail:
+            notes.append(routing_note(detail.pop("reason"), names))
+        form = step_form(instance, event.get("task")) if action in STEP_ACTIONS else {}
+        detail = _with_file_names(detail, form, files or {})
+        rows.append({"at": event.get("at"), "actor": event.get("actor"), "action": action,
+                     "name": event.get("task"), "task": localized(event.get("task_title"), event.get("task") or ""),
+                     "detail": flatten(describe(detail, form, names)),
+                     "notes": notes, "since": None})
+    out: list[dict] = []
+    pending: dict[str, list[dict]] = {}  # step -> its folded rows not yet matched with a decision
+    for row in rows:
+        name = row["name"]
+        if row["action"] in FOLDED and name:
+            if row["action"] == "routed" and pending.get(name):
+                pending[name][-1]["notes"] += row["notes"]
+                continue
+            out.append(row)
+            pending.setdefault(name, []).append(row)
+            continue
+        waiting = pending.get(name) or []
+        if row["actor"] and waiting and row["action"] not in ("claimed", "delegated", "signer_added", "held"):
+            created = waiting.pop(0)
+            out.remove(created)
+            row["since"] = created["at"] if localtime(created["at"]) != localtime(row["at"]) else None
+            row["notes"] = created["notes"] + [label + ": " + value for label, value in created["detail"]
+                                               if label != str(DATA_LABELS_ASSIGNEE)] + row["notes"]
+        out.append(row)
+    return out
 
 
 # engine conflicts (409), shown in the user's language
@@ -378,6 +566,7 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
     decision = next((f for f in form_fields if task.get("is_approval") and f.key == "decision"
                      and f.kind == "radio"), None)
     signer_errors = signer_errors or {}
+    attachments = eng.attachments(instance["id"], me) if instance else []
     signers_open = [s for s in task.get("signers") or [] if s["status"] == "open"]
     return render_template(
         "task.html", task=task, instance=instance, process_title=process_title,
@@ -395,11 +584,23 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
         signer_status=lambda st: str(SIGNER_STATUSES.get(st, st)),
         held=bool(task["status"] == "completed" and task.get("assignee") == me and signers_open),
         **_cc_context(instance, me, users, names, cc_errors, cc_values, next_url=url_for("views.task", task_id=task_id)),
-        data_items=describe(task.get("data") or {}, fields, names, hide=("outcome", *_file_keys(fields))),
-        attachments=eng.attachments(instance["id"], me) if instance else [],
-        names=names, history=_history(instance, names) if instance else [],
+        **_details(task.get("data") or {}, fields, names),
+        attachments=attachments, names=names,
+        history=_history(instance, names, {a["id"]: a["filename"] for a in attachments}) if instance else [],
         step_title=lambda name: _step_title(instance or {}, name),
     ), status
+
+
+def _details(data: dict, fields: dict | None, names: dict) -> dict:
+    """A request's data for its page: the appraisal result as one card, the budget as one line,
+    everything else as labelled items (no raw keys, files as their own card)."""
+    budget, result = budget_line(data), appraisal_result(data)
+    hide = ["outcome", "submitter", "started_by", *_file_keys(fields)]  # the facts card names the people
+    if budget:
+        hide += ["budget_remaining", "budget_booking"]
+    if result:
+        hide += list(RESULT_KEYS)
+    return {"data_items": describe(data, fields, names, hide=tuple(hide)), "budget": budget, "result": result}
 
 
 def _file_keys(fields: dict | None) -> tuple:
@@ -570,21 +771,27 @@ def _instance_page(instance_id, *, comment_errors=None, comment_value="", cc_err
     eng = engine()
     me = current_user.username
     inst = eng.instance(instance_id, me, labels=True)
+    called = eng.called_processes(inst["id"], me)
+    process_arg = request.args.get("process")
+    process_arg = process_arg if process_arg in {c["id"] for c in called} else None
     try:
-        svg = Markup(eng.diagram(inst["id"], me, titles_lang=lang()))  # sanitized SVG made by the engine
+        svg = Markup(eng.diagram(inst["id"], me, titles_lang=lang(), process=process_arg,
+                                 link=lambda pid: url_for("views.instance", instance_id=inst["id"], process=pid)
+                                 + "#diagram-card"))  # sanitized SVG made by the engine
         edge.inline_styles_of(svg)  # its <style>, allowed by hash in the page's CSP
     except EngineError:
         svg = None
+    shown = next((localized(c["name"], c["id"]) for c in called if c["id"] == process_arg), None)
     users = eng.users()
     names = _user_names(users)
     data = inst.get("data") or {}
+    attachments = eng.attachments(inst["id"], me)
     comments = [{**c, "html": _comment_html(c.get("text") or "", names)} for c in eng.comments(inst["id"], me)]
     running = inst["status"] == "running"
     return render_template(
-        "instance.html", inst=inst, svg=svg, names=names, outcome=data.get("outcome"),
-        data_items=describe(data, data_fields(inst), names, hide=("outcome", *_file_keys(data_fields(inst)))),
-        attachments=eng.attachments(inst["id"], me),
-        history=_history(inst, names), can_withdraw=running and inst["started_by"] == me,
+        "instance.html", inst=inst, svg=svg, names=names, called=called, process_arg=process_arg, shown_process=shown, outcome=data.get("outcome"),
+        **_details(data, data_fields(inst), names),
+        attachments=attachments, history=_history(inst, names, {a["id"]: a["filename"] for a in attachments}), can_withdraw=running and inst["started_by"] == me,
         can_urge=bool(running and inst.get("tasks") and me in (inst["started_by"], inst["subject"])),
         comments=comments, comment_errors=translate_error_dict(comment_errors), comment_value=comment_value,
         **_cc_context(inst, me, users, names, cc_errors, cc_values,
@@ -657,7 +864,11 @@ def add_comment(instance_id: str):
 @bp.get("/instances/<iid:instance_id>/diagram.svg")
 @login_required
 def diagram(instance_id: str):
-    svg = engine().diagram(instance_id, current_user.username, titles_lang=lang())
+    eng = engine()
+    process = request.args.get("process")
+    if process and process not in {c["id"] for c in eng.called_processes(instance_id, current_user.username)}:
+        process = None
+    svg = eng.diagram(instance_id, current_user.username, titles_lang=lang(), process=process)
     return current_app.response_class(svg, mimetype="image/svg+xml")
 
 

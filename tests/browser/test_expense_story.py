@@ -47,7 +47,7 @@ def test_expense_claim_from_filing_to_payment(ui):
     # switch to English once: the same inbox, in English
     alice.switch_language("en")
     expect(page.locator("html")).to_have_attribute("lang", "en")
-    expect(page.locator("#submitted h2")).to_contain_text("Submitted by me")
+    expect(page.locator("#submitted h2")).to_contain_text("Started by me")
     expect(row.locator(".status-cell")).to_contain_text("Running")
     expect(row).to_contain_text("Manager approval")
     alice.switch_language("zh")
@@ -65,7 +65,7 @@ def test_expense_claim_from_filing_to_payment(ui):
     expect(page.locator("#task-title")).to_have_text("直属经理审批")
     details = page.locator(".datalist").first
     expect(details.locator("[data-key=category] dd")).to_have_text("差旅费")
-    expect(details.locator("[data-key=amount] dd")).to_have_text("1,200")
+    expect(details.locator("[data-key=amount] dd")).to_have_text("¥1,200.00")
     expect(details.locator("[data-key=incurred_on] dd")).to_have_text("2025-03-03")
     expect(details.locator("[data-key=description] dd")).to_contain_text("上海客户拜访")
     history = page.locator("table.history")

@@ -99,7 +99,8 @@ def _remove_director_step(path):
     gw = root.find(".//bpmn:exclusiveGateway[@id='gw_need_gm']", NS)
     incoming = etree.SubElement(gw, f"{{{NS['bpmn']}}}incoming")
     incoming.text = "f_need_dir"
-    gw.insert(0, incoming)
+    extensions = gw.find("bpmn:extensionElements", NS)  # the schema wants extensionElements first
+    gw.insert(0 if extensions is None else list(gw).index(extensions) + 1, incoming)
     task = root.find(".//bpmn:userTask[@id='manager_approval']", NS)
     task.set("name", "直属经理审核")
     tree.write(str(path), xml_declaration=True, encoding="UTF-8")
