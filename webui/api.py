@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import EngineError, RateLimited, ValidationFailed
 
-from . import edge
+from . import edge, openapi
 from .auth import Throttled, check_credentials, issue_token, revoke_token, user_from_token
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -71,6 +71,18 @@ def data_field(body: dict):
     if data is not None and not isinstance(data, dict):
         raise ValidationFailed({"data": "must be a JSON object"})
     return data
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    """This API described as OpenAPI 3.1 (webui/openapi.py); no token needed."""
+    return jsonify(openapi.document())
+
+
+@bp.get("/docs")
+def docs():
+    """The same description as a page for people (server-rendered: the CSP allows no external scripts)."""
+    return render_template("api_docs.html", doc=openapi.document(), operations=openapi.OPERATIONS)
 
 
 @bp.post("/auth/token")
