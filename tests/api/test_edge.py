@@ -53,6 +53,9 @@ def test_instance_ids_out_of_range_or_not_ascii_digits_are_404(api, claim, bad):
         assert r.status_code == 404, (path, r.status_code)
         assert "error" in r.get_json()
     assert api.post("alice", f"/instances/{bad}/withdraw").status_code == 404
+    # a path with routes for two methods: still 404, not 405 (the range is in the route's regex)
+    assert api.post("alice", f"/instances/{bad}/comments", json={"text": "x"}).status_code == 404
+    assert api.post("alice", f"/notifications/{bad}/read").status_code == 404
 
 
 def test_arabic_indic_one_is_not_instance_one(api, claim):
