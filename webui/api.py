@@ -34,11 +34,18 @@ def _engine_error(exc: EngineError):
     return error(exc.status, exc.message)
 
 
+def exception_headers(exc: HTTPException) -> dict:
+    """The headers an HTTP error carries besides its body's type: `Allow` on a 405, `Retry-After`."""
+    return {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
+
+
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
     if isinstance(exc, edge.BodyRejected) and exc.code == 422:
         return error(422, exc.description, errors={"_body": exc.description})
-    return error(exc.code or 500, exc.description or exc.name)
+    response, status = error(exc.code or 500, exc.description or exc.name)
+    response.headers.update(exception_headers(exc))
+    return response, status
 
 
 def authenticated(view):

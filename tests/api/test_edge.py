@@ -314,3 +314,12 @@ def test_security_headers_on_pages_api_and_errors(app, api, claim):
     # the diagram's own <style> is allowed by its hash, nothing else inline
     assert "<style" in page.get_data(as_text=True) and "'sha256-" in csp
     assert "<script" not in page.get_data(as_text=True)
+
+
+def test_a_method_a_route_does_not_take_is_405_with_allow(api, app):
+    r = api.client.open("/api/v1/me", method="TRACE", headers={"Authorization": f"Bearer {api.token('alice')}"})
+    assert r.status_code == 405 and "error" in r.get_json()
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "PATCH"}
+    r = app.test_client().open("/login", method="DELETE")
+    assert r.status_code == 405 and "POST" in r.headers["Allow"] and r.mimetype == "text/html"
+
