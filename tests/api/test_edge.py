@@ -323,3 +323,16 @@ def test_a_method_a_route_does_not_take_is_405_with_allow(api, app):
     r = app.test_client().open("/login", method="DELETE")
     assert r.status_code == 405 and "POST" in r.headers["Allow"] and r.mimetype == "text/html"
 
+
+def test_transfer_and_add_signer_comments_are_bounded_like_the_others(api, claim, engine):
+    _inst, task = claim
+    before = instance_count(engine), api.get("dave", f"/tasks/{task['id']}").get_json()["assignee"]
+    long = "x" * 5001
+    r = api.post("dave", f"/tasks/{task['id']}/delegate", json={"to": "frank", "comment": long})
+    assert r.status_code == 422 and "comment" in r.get_json()["errors"]
+    r = api.post("dave", f"/tasks/{task['id']}/add-signer", json={"users": ["heidi"], "mode": "before",
+                                                                   "comment": long})
+    assert r.status_code == 422 and "comment" in r.get_json()["errors"]
+    assert (instance_count(engine), api.get("dave", f"/tasks/{task['id']}").get_json()["assignee"]) == before
+    assert api.post("dave", f"/tasks/{task['id']}/delegate", json={"to": "frank", "comment": "x" * 5000}).status_code == 200
+
