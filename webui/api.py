@@ -240,7 +240,14 @@ def add_signer(task_id):
 @authenticated
 def bulk_complete():
     body = json_body()
-    return jsonify({"results": engine().bulk_complete(body.get("ids"), g.username, body.get("data", {}))})
+    sent = body.get("ids")
+    ids = sent
+    if isinstance(sent, list):  # each id as the route converter reads it (any case); others get their own 404
+        ids = [edge.task_id(i) or i if isinstance(i, str) else i for i in sent]
+    results = engine().bulk_complete(ids, g.username, body.get("data", {}))
+    for result, original in zip(results, sent):
+        result["id"] = original  # each result names the id as it was sent
+    return jsonify({"results": results})
 
 
 @bp.post("/instances/<iid:instance_id>/cc")

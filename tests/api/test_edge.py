@@ -336,3 +336,11 @@ def test_transfer_and_add_signer_comments_are_bounded_like_the_others(api, claim
     assert (instance_count(engine), api.get("dave", f"/tasks/{task['id']}").get_json()["assignee"]) == before
     assert api.post("dave", f"/tasks/{task['id']}/delegate", json={"to": "frank", "comment": "x" * 5000}).status_code == 200
 
+
+def test_bulk_complete_reads_ids_as_the_routes_do(api, claim):
+    _inst, task = claim
+    upper = task["id"].upper()
+    r = api.post("dave", "/tasks/bulk-complete", json={"ids": [upper, "", "not-a-task"],
+                                                        "data": {"decision": "approve"}})
+    assert r.status_code == 200
+    assert [(x["id"], x["status"]) for x in r.get_json()["results"]] == [(upper, 200), ("", 404), ("not-a-task", 404)]
