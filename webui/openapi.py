@@ -42,7 +42,7 @@ def nullable(schema: dict) -> dict:
 
 
 STRING = {"type": "string"}
-TEXT = {"type": "string", "maxLength": 2000}
+TEXT = {"type": "string", "maxLength": 5000}
 USERNAME = {"type": "string", "minLength": 1, "maxLength": 64}
 DATETIME = {"type": "string", "format": "date-time"}
 INSTANCE_ID = {"type": "integer", "minimum": 1, "maximum": MAX_ID}
@@ -72,8 +72,11 @@ def paging(default_limit: int) -> list[dict]:
                   "rows to skip (else 422)")]
 
 
-def json_body(schema: dict, required: bool = True, description: str = "") -> dict:
-    body = {"required": required, "content": {"application/json": {"schema": schema}}}
+def json_body(schema: dict, required: bool = True, description: str = "", example: dict | None = None) -> dict:
+    media: dict = {"schema": schema}
+    if example is not None:
+        media["example"] = example
+    body = {"required": required, "content": {"application/json": media}}
     if description:
         body["description"] = description
     return body
@@ -198,7 +201,8 @@ SCHEMAS: dict[str, dict] = {
                                          "reminder", "overdue", "escalation"]},
         text=STRING, instance_id=nullable(INSTANCE_ID), task_id=nullable(STRING), read={"type": "boolean"}),
     "OutOfOffice": obj(("from", "until"), additional=False, **{"from": DATETIME, "until": DATETIME},
-                       delegate=nullable(USERNAME)),
+                       delegate=nullable({"type": "string", "maxLength": 64,
+                                          "description": "who stands in (empty or null: the lane decides)"})),
     "Me": obj(
         ("username", "display_name", "email", "roles", "region", "manager", "locale", "mail_notifications",
          "out_of_office"),
@@ -211,7 +215,8 @@ SCHEMAS: dict[str, dict] = {
 
 DATA = {"type": "object", "description": "the form's fields (see the task's `form`)"}
 COMMENT = nullable(TEXT)
-USERS = array(USERNAME, minItems=1, maxItems=10)
+SIGNERS = array(USERNAME, minItems=1, maxItems=10)
+COPY_TO = array(USERNAME, minItems=1, maxItems=20)
 
 # ------------------------------------------------------------------ operations
 OPERATIONS: list[dict] = [
@@ -224,7 +229,8 @@ OPERATIONS: list[dict] = [
     op("post", "/auth/token", "Sign in: a bearer token", tag="auth", auth=False,
        description="Wrong credentials: 401. Too many failures per username or client address: 429. "
                    "A body that is not {username, password}: 400.",
-       body=json_body(obj(("username", "password"), username=STRING, password=STRING)),
+       body=json_body(obj(("username", "password"), username=STRING, password=STRING),
+                      example={"username": "alice", "password": "salesflow-demo"}),
        responses={"200": ok(ref("Token"))}, error_codes=(401, 429), refused_body=400),
     op("delete", "/auth/token", "Revoke the token sent with this request", tag="auth",
        responses={"204": {"description": "revoked"}}),
@@ -235,13 +241,14 @@ OPERATIONS: list[dict] = [
        description="The engine runs to its first wait state; when the first open task is the caller's and "
                    "`data` is given, that task is completed with it in the same transaction "
                    "(invalid data: 422, nothing created).",
-       body=json_body(obj(data=DATA), required=False),
+       body=json_body(obj(data=DATA), required=False, example={"data": {
+           "category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "client visit"}}),
        responses={"201": ok(ref("Instance"), "started")}, error_codes=(403, 422)),
     # instances
     op("get", "/instances", "Instances the caller may see", tag="instances",
        params=(query("process_id", STRING, "only this process"),
-               query("status", {"type": "string", "enum": ["running", "completed", "cancelled", "error"]},
-                     "only this status (else 400)"),
+               query("status", {"type": "string", "enum": ["", "running", "completed", "cancelled", "error"]},
+                     "only this status (empty: any; else 400)"),
                *paging(200)),
        responses={"200": ok(array(ref("InstanceSummary")))}, error_codes=(422,)),
     op("get", "/instances/{instance_id}", "One instance", tag="instances", params=(INSTANCE,),
@@ -249,22 +256,23 @@ OPERATIONS: list[dict] = [
     op("post", "/instances/{instance_id}/withdraw", "The starter cancels a running instance", tag="instances",
        params=(INSTANCE,), responses={"200": ok(ref("Instance"))}, error_codes=(403, 409)),
     op("get", "/instances/{instance_id}/diagram.svg", "The BPMN diagram, open tasks highlighted", tag="instances",
-       params=(INSTANCE, query("lang", {"type": "string", "enum": ["zh", "en"]}, "titles' language")),
+       params=(INSTANCE, query("lang", STRING, "titles' language: zh or en (else the Accept-Language's)")),
        responses={"200": {"description": "SVG", "content": {"image/svg+xml": {"schema": STRING}}}},
        error_codes=(403,)),
     op("post", "/instances/{instance_id}/cc", "Copy the instance to people", tag="instances", params=(INSTANCE,),
-       body=json_body(obj(("users",), users=USERS, comment=COMMENT)),
+       body=json_body(obj(("users",), users=COPY_TO, comment=COMMENT),
+                      example={"users": ["heidi"], "comment": "FYI"}),
        responses={"200": ok(ref("Instance"))}, error_codes=(403, 409)),
     op("post", "/instances/{instance_id}/urge", "Remind the owners of the open tasks", tag="instances",
-       params=(INSTANCE,), body=json_body(obj(comment=COMMENT), required=False),
+       params=(INSTANCE,), body=json_body(obj(comment=COMMENT), required=False, example={"comment": "please"}),
        description="At most once an hour per instance: sooner, 429 with Retry-After.",
        responses={"200": ok(obj(("notified",), notified=array(STRING)))}, error_codes=(403, 409, 429)),
     op("get", "/instances/{instance_id}/comments", "The instance's comments", tag="instances", params=(INSTANCE,),
        responses={"200": ok(array(ref("Comment")))}, error_codes=(403,)),
     op("post", "/instances/{instance_id}/comments", "Comment (@username notifies)", tag="instances",
        params=(INSTANCE,),
-       body=json_body(obj(("text",), text={"type": "string", "minLength": 1, "maxLength": 4000},
-                          attachments=array(STRING, maxItems=20))),
+       body=json_body(obj(("text",), text={"type": "string", "minLength": 1, "maxLength": 5000, "pattern": "\\S"},
+                          attachments=nullable(array(STRING, maxItems=20))), example={"text": "@frank please look"}),
        responses={"201": ok(ref("Comment"), "created")}, error_codes=(403,)),
     # tasks
     op("get", "/tasks", "Open tasks the caller can act on (assigned or claimable)", tag="tasks",
@@ -275,7 +283,11 @@ OPERATIONS: list[dict] = [
        error_codes=(422,)),
     op("post", "/tasks/bulk-complete", "Complete several tasks with the same data", tag="tasks",
        description="Each task is its own transaction: one failure changes nothing of the others.",
-       body=json_body(obj(("ids", "data"), ids=array(TASK_ID, minItems=1, maxItems=100), data=DATA)),
+       body=json_body(obj(("ids",), ids=array({"type": "string", "description": "a task id (UUID); any other "
+                                                "string gets a result of its own with status 404"},
+                                               minItems=1, maxItems=100), data=DATA),
+                      example={"ids": ["00000000-0000-4000-8000-000000000000"],
+                               "data": {"decision": "approve", "comment": "ok"}}),
        responses={"200": ok(ref("BulkResults"))}),
     op("get", "/tasks/{task_id}", "One task, with its form and data", tag="tasks", params=(TASK,),
        responses={"200": ok(ref("TaskDetail"))}, error_codes=(403,)),
@@ -283,19 +295,20 @@ OPERATIONS: list[dict] = [
        responses={"200": ok(ref("Task"))}, error_codes=(403, 409)),
     op("post", "/tasks/{task_id}/complete", "Complete a task", tag="tasks", params=(TASK,),
        description="Approvals take {decision: approve|return|reject, comment, return_to}.",
-       body=json_body(obj(data=DATA), required=False),
+       body=json_body(obj(data=DATA), required=False, example={"data": {"decision": "approve", "comment": "ok"}}),
        responses={"200": ok(ref("Completed"))}, error_codes=(403, 409)),
     op("post", "/tasks/{task_id}/delegate", "Transfer the task to someone", tag="tasks", params=(TASK,),
-       body=json_body(obj(("to",), to=USERNAME, comment=COMMENT)),
+       body=json_body(obj(("to",), to=USERNAME, comment=COMMENT), example={"to": "frank", "comment": "yours"}),
        responses={"200": ok(ref("Task"))}, error_codes=(403, 409)),
     op("post", "/tasks/{task_id}/add-signer", "Add signers before, after or alongside the caller", tag="tasks",
        params=(TASK,),
-       body=json_body(obj(("users", "mode"), users=USERS,
-                          mode={"type": "string", "enum": ["before", "after", "parallel"]}, comment=COMMENT)),
+       body=json_body(obj(("users", "mode"), users=SIGNERS,
+                          mode={"type": "string", "enum": ["before", "after", "parallel"]}, comment=COMMENT),
+                      example={"users": ["heidi"], "mode": "before", "comment": "finance first"}),
        responses={"200": ok(ref("Instance"))}, error_codes=(403, 409)),
     # notifications
     op("get", "/notifications", "The caller's notifications, newest first", tag="notifications",
-       params=(query("unread", {"type": "string", "enum": ["1", "0", "true", "false"]}, "1: unread only"),
+       params=(query("unread", STRING, "1, true or yes: unread only (anything else: all)"),
                *paging(100)),
        responses={"200": ok(array(ref("Notification")))}, error_codes=(422,)),
     op("post", "/notifications/{notification_id}/read", "Mark one read", tag="notifications",
@@ -306,13 +319,19 @@ OPERATIONS: list[dict] = [
     # me
     op("get", "/me", "The caller's profile", tag="me", responses={"200": ok(ref("Me"))}),
     op("patch", "/me", "Change the caller's profile", tag="me",
-       body=json_body(obj(additional=False, email=nullable({"type": "string", "format": "email", "maxLength": 254}),
+       body=json_body(obj(additional=False, email={"anyOf": [{"type": "string", "format": "email", "maxLength": 254},
+                                                             {"const": ""}, {"type": "null"}],
+                                                   "description": "empty or null: no address"},
                           display_name={"type": "string", "minLength": 1, "maxLength": 120},
                           locale={"type": "string", "enum": ["zh", "en"]},
-                          mail_notifications={"type": "boolean"}, out_of_office=nullable(ref("OutOfOffice")))),
+                          mail_notifications={"type": "boolean"}, out_of_office=nullable(ref("OutOfOffice"))),
+                      example={"locale": "en", "out_of_office": {"from": "2026-12-01T09:00:00+08:00",
+                                                                 "until": "2026-12-05T18:00:00+08:00",
+                                                                 "delegate": "erin"}}),
        responses={"200": ok(ref("Me"))}),
     op("post", "/me/password", "Change the caller's password", tag="me",
-       body=json_body(obj(("old", "new"), old=STRING, new={"type": "string", "minLength": 10, "maxLength": 1024})),
+       body=json_body(obj(("old", "new"), old=STRING, new={"type": "string", "minLength": 10, "maxLength": 1024}),
+                      example={"old": "salesflow-demo", "new": "a much longer secret"}),
        responses={"204": {"description": "changed"}}, error_codes=(403,)),
 ]
 
