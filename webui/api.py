@@ -31,6 +31,8 @@ def _engine_error(exc: EngineError):
         response, status = error(429, exc.message)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response, status
+    if exc.status == 422:  # ProcessError: the process itself failed; every 422 has `errors` (CONTRACT.md)
+        return error(422, exc.message, errors={"_process": exc.message})
     return error(exc.status, exc.message)
 
 

@@ -99,7 +99,8 @@ ERROR_TEXT = {
     409: "Conflict: already done, or done concurrently by someone else",
     413: "Body over 1 MiB",
     415: "Body not application/json",
-    422: "Invalid data: `errors` names each field (`_body` for a body that is not a JSON object)",
+    422: "Invalid data: `errors` names each field (`_body` for a body that is not a JSON object, "
+         "`_process` when the process itself failed on the data; nothing was changed)",
     429: "Too soon: try again after Retry-After seconds",
 }
 RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer", "minimum": 0}}}
@@ -123,8 +124,9 @@ AUTH_ERRORS = (400, 401, 404)
 def op(method: str, path: str, summary: str, *, responses: dict, params: tuple = (), body: dict | None = None,
        auth: bool = True, tag: str, description: str = "", error_codes: tuple[int, ...] = (),
        refused_body: int = 422) -> dict:
-    """One operation. `error_codes` are added to the errors every route may answer (AUTH_ERRORS, and
-    BODY_ERRORS for a method that takes a body; `refused_body` is the status of a malformed JSON body)."""
+    """One operation. `error_codes` are added to the errors every route may answer: AUTH_ERRORS (400 and
+    404 without a token), and 413, 415 and `refused_body` (the status of a malformed JSON body) for a
+    method that takes a body."""
     codes = set(error_codes) | (set(AUTH_ERRORS) if auth else {400, 404})
     if method in ("post", "patch", "put", "delete"):
         codes |= {413, 415, refused_body}

@@ -344,3 +344,15 @@ def test_bulk_complete_reads_ids_as_the_routes_do(api, claim):
                                                         "data": {"decision": "approve"}})
     assert r.status_code == 200
     assert [(x["id"], x["status"]) for x in r.get_json()["results"]] == [(upper, 200), ("", 404), ("not-a-task", 404)]
+
+
+def test_a_process_failure_is_a_422_with_errors_like_every_422(api, app, engine, monkeypatch):
+    from engine.errors import ProcessError
+
+    def failing(*_args, **_kwargs):
+        raise ProcessError("the process could not continue: boom; nothing was changed")
+    monkeypatch.setattr(engine, "start", failing)
+    r = api.post("alice", START, json={"data": CLAIM})
+    assert r.status_code == 422
+    assert r.get_json() == {"error": "the process could not continue: boom; nothing was changed",
+                            "errors": {"_process": "the process could not continue: boom; nothing was changed"}}
