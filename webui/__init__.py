@@ -5,7 +5,7 @@ import os
 import secrets
 from pathlib import Path
 
-from flask import Flask, request, session
+from flask import Flask, make_response, request, session
 from flask.sessions import SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_babel import gettext as _gettext
@@ -141,7 +141,11 @@ def create_app(config: dict | None = None, engine: Engine | None = None, setup: 
     @app.errorhandler(429)
     def _not_found(exc):
         if request.path.startswith("/api/"):
-            return api.error(exc.code, exc.description)
-        return views.error_page(exc)
+            response, status = api.error(exc.code, exc.description)
+        else:
+            response, status = views.error_page(exc)
+            response = make_response(response, status)
+        response.headers.update(api.exception_headers(exc))  # a 405 says what is allowed (Allow)
+        return response, status
 
     return app

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, Response, current_app, g, jsonify, request, send_file
+from flask import Blueprint, Response, current_app, g, jsonify, render_template, request, send_file
 from werkzeug.exceptions import HTTPException
 
 from engine.errors import EngineError, RateLimited, ValidationFailed
 
-from . import edge
+from . import edge, openapi
 from .auth import Throttled, check_credentials, issue_token, revoke_token, user_from_token
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -31,14 +31,23 @@ def _engine_error(exc: EngineError):
         response, status = error(429, exc.message)
         response.headers["Retry-After"] = str(exc.retry_after)
         return response, status
+    if exc.status == 422:  # ProcessError: the process itself failed; every 422 has `errors` (CONTRACT.md)
+        return error(422, exc.message, errors={"_process": exc.message})
     return error(exc.status, exc.message)
+
+
+def exception_headers(exc: HTTPException) -> dict:
+    """The headers an HTTP error carries besides its body's type: `Allow` on a 405, `Retry-After`."""
+    return {name: value for name, value in exc.get_headers() if name.lower() != "content-type"}
 
 
 @bp.errorhandler(HTTPException)
 def _http_error(exc: HTTPException):
     if isinstance(exc, edge.BodyRejected) and exc.code == 422:
         return error(422, exc.description, errors={"_body": exc.description})
-    return error(exc.code or 500, exc.description or exc.name)
+    response, status = error(exc.code or 500, exc.description or exc.name)
+    response.headers.update(exception_headers(exc))
+    return response, status
 
 
 def authenticated(view):
@@ -71,6 +80,18 @@ def data_field(body: dict):
     if data is not None and not isinstance(data, dict):
         raise ValidationFailed({"data": "must be a JSON object"})
     return data
+
+
+@bp.get("/openapi.json")
+def openapi_json():
+    """This API described as OpenAPI 3.1 (webui/openapi.py); no token needed."""
+    return jsonify(openapi.document())
+
+
+@bp.get("/docs")
+def docs():
+    """The same description as a page for people (server-rendered: the CSP allows no external scripts)."""
+    return render_template("api_docs.html", doc=openapi.document(), operations=openapi.OPERATIONS)
 
 
 @bp.post("/auth/token")
@@ -224,7 +245,14 @@ def add_signer(task_id):
 @authenticated
 def bulk_complete():
     body = json_body()
-    return jsonify({"results": engine().bulk_complete(body.get("ids"), g.username, body.get("data", {}))})
+    sent = body.get("ids")
+    ids = sent
+    if isinstance(sent, list):  # each id as the route converter reads it (any case); others get their own 404
+        ids = [edge.task_id(i) or i if isinstance(i, str) else i for i in sent]
+    results = engine().bulk_complete(ids, g.username, body.get("data", {}))
+    for result, original in zip(results, sent):
+        result["id"] = original  # each result names the id as it was sent
+    return jsonify({"results": results})
 
 
 @bp.post("/instances/<iid:instance_id>/cc")

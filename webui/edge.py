@@ -63,8 +63,26 @@ def task_id(value) -> str | None:
     return value if _UUID.fullmatch(value) else None
 
 
+def _at_most(limit: str) -> str:
+    """A regex for the decimal numbers 0..limit written with len(limit) digits (leading zeros included)."""
+    if len(limit) == 1:
+        return f"[0-{limit}]"
+    head, rest = int(limit[0]), limit[1:]
+    options = [f"{limit[0]}(?:{_at_most(rest)})"]
+    if head > 0:
+        options.append(f"[0-{head - 1}][0-9]{{{len(rest)}}}")
+    return "|".join(options)
+
+
+# what instance_id() accepts, as a route regex: 1..10 ASCII digits, at most MAX_ID, not all zeros.
+# The range must be in the regex: a converter that refuses a value after its regex matched makes
+# Werkzeug answer 405, not 404, when the same path has a route for another method
+# (POST /instances/2147483648/comments next to GET /instances/<iid>/comments).
+INSTANCE_ID_REGEX = rf"(?!0+(?![0-9]))(?:[0-9]{{1,{len(str(MAX_ID)) - 1}}}|{_at_most(str(MAX_ID))})"
+
+
 class InstanceIdConverter(BaseConverter):
-    regex = r"[0-9]{1,10}"
+    regex = INSTANCE_ID_REGEX
 
     def to_python(self, value):
         number = instance_id(value)

@@ -21,7 +21,7 @@ from ..queries import instance_dict
 from ..models import User
 from ..runner import Command, TaskRow, find_task, task_row
 from ..tables import TASK_TABLE
-from .tasks import ACTIONS, check_decision, finish_step
+from .tasks import ACTIONS, check_decision, finish_step, optional_comment
 
 MODES = ("before", "after", "parallel")
 MAX_SIGNERS = 10
@@ -40,8 +40,7 @@ def add_signer(rt, task_id: str, username: str, users, mode, comment=None) -> di
             raise ValidationFailed({"users": f"give 1 to {MAX_SIGNERS} usernames"})
         if len(set(users)) != len(users):
             raise ValidationFailed({"users": "a person is named twice"})
-        if comment is not None and not isinstance(comment, str):
-            raise ValidationFailed({"comment": "must be a string"})
+        comment = optional_comment(comment)
         already = {r.assignee_id for r in signer_rows(cmd, row) if r.status == "open"}
         refused, found = [], []
         for name in users:

@@ -222,6 +222,20 @@ def claim(rt, task_id: str, username: str) -> dict:
     return task_view(rt, task_id, username)
 
 
+MAX_COMMENT = 5000  # as comments, CC and urge notes (instances._text)
+
+
+def optional_comment(value) -> str | None:
+    """A comment that may be left out: None, or a string of at most MAX_COMMENT characters."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValidationFailed({"comment": "must be a string"})
+    if len(value) > MAX_COMMENT:
+        raise ValidationFailed({"comment": f"at most {MAX_COMMENT} characters"})
+    return value
+
+
 def delegate(rt, task_id: str, username: str, to: str, comment: str | None = None) -> dict:
     """Transfer (转交): the task moves to another person, its route unchanged, within the limits of
     separation of duties; the new owner is not its natural one (no "not asked twice" shortcut)."""
@@ -230,6 +244,7 @@ def delegate(rt, task_id: str, username: str, to: str, comment: str | None = Non
         check_can_act(session, cmd.instance, row, actor)
         if not isinstance(to, str) or not to:
             raise ValidationFailed({"to": "this field is required"})
+        comment = optional_comment(comment)
         target = org.user_by_name(session, to)
         if target is None:
             raise ValidationFailed({"to": f"no user {to!r}"})

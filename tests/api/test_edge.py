@@ -53,6 +53,9 @@ def test_instance_ids_out_of_range_or_not_ascii_digits_are_404(api, claim, bad):
         assert r.status_code == 404, (path, r.status_code)
         assert "error" in r.get_json()
     assert api.post("alice", f"/instances/{bad}/withdraw").status_code == 404
+    # a path with routes for two methods: still 404, not 405 (the range is in the route's regex)
+    assert api.post("alice", f"/instances/{bad}/comments", json={"text": "x"}).status_code == 404
+    assert api.post("alice", f"/notifications/{bad}/read").status_code == 404
 
 
 def test_arabic_indic_one_is_not_instance_one(api, claim):
@@ -314,3 +317,45 @@ def test_security_headers_on_pages_api_and_errors(app, api, claim):
     # scripts only from the site's own files (static/app.js), never inline
     scripts = re.findall(r"<script\b[^>]*>", page.get_data(as_text=True))
     assert scripts and all(re.fullmatch(r'<script src="/static/[\w.]+\.js" defer>', s) for s in scripts), scripts
+
+
+def test_a_method_a_route_does_not_take_is_405_with_allow(api, app):
+    r = api.client.open("/api/v1/me", method="TRACE", headers={"Authorization": f"Bearer {api.token('alice')}"})
+    assert r.status_code == 405 and "error" in r.get_json()
+    assert set(r.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "PATCH"}
+    r = app.test_client().open("/login", method="DELETE")
+    assert r.status_code == 405 and "POST" in r.headers["Allow"] and r.mimetype == "text/html"
+
+
+def test_transfer_and_add_signer_comments_are_bounded_like_the_others(api, claim, engine):
+    _inst, task = claim
+    before = instance_count(engine), api.get("dave", f"/tasks/{task['id']}").get_json()["assignee"]
+    long = "x" * 5001
+    r = api.post("dave", f"/tasks/{task['id']}/delegate", json={"to": "frank", "comment": long})
+    assert r.status_code == 422 and "comment" in r.get_json()["errors"]
+    r = api.post("dave", f"/tasks/{task['id']}/add-signer", json={"users": ["heidi"], "mode": "before",
+                                                                   "comment": long})
+    assert r.status_code == 422 and "comment" in r.get_json()["errors"]
+    assert (instance_count(engine), api.get("dave", f"/tasks/{task['id']}").get_json()["assignee"]) == before
+    assert api.post("dave", f"/tasks/{task['id']}/delegate", json={"to": "frank", "comment": "x" * 5000}).status_code == 200
+
+
+def test_bulk_complete_reads_ids_as_the_routes_do(api, claim):
+    _inst, task = claim
+    upper = task["id"].upper()
+    r = api.post("dave", "/tasks/bulk-complete", json={"ids": [upper, "", "not-a-task"],
+                                                        "data": {"decision": "approve"}})
+    assert r.status_code == 200
+    assert [(x["id"], x["status"]) for x in r.get_json()["results"]] == [(upper, 200), ("", 404), ("not-a-task", 404)]
+
+
+def test_a_process_failure_is_a_422_with_errors_like_every_422(api, app, engine, monkeypatch):
+    from engine.errors import ProcessError
+
+    def failing(*_args, **_kwargs):
+        raise ProcessError("the process could not continue: boom; nothing was changed")
+    monkeypatch.setattr(engine, "start", failing)
+    r = api.post("alice", START, json={"data": CLAIM})
+    assert r.status_code == 422
+    assert r.get_json() == {"error": "the process could not continue: boom; nothing was changed",
+                            "errors": {"_process": "the process could not continue: boom; nothing was changed"}}
