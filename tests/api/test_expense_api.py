@@ -272,7 +272,7 @@ def test_instance_visibility(api):
     assert api.get("dave", path).status_code == 200  # her manager
     assert api.get("frank", path).status_code == 200  # his manager, up the chain
     for outsider in ("bob", "carol", "erin", "grace"):
-        assert api.get(outsider, path).status_code in (403, 404), outsider
+        assert api.get(outsider, path).status_code == 404, outsider
     assert api.get("alice", "/instances/999999").status_code == 404
     assert api.get("alice", "/instances/abc").status_code == 404
     assert [i["id"] for i in api.get("bob", "/instances").get_json()] == []
@@ -301,7 +301,7 @@ def test_withdraw(api):
     inst = api.start("alice", "expense_approval", CLAIM)
     path = f"/instances/{inst['id']}/withdraw"
     assert api.post("dave", path).status_code == 403
-    assert api.post("bob", path).status_code in (403, 404)
+    assert api.post("bob", path).status_code == 404
     r = api.post("alice", path)
     assert r.status_code == 200
     body = r.get_json()
@@ -407,7 +407,7 @@ def test_diagram_svg_highlights_open_tasks(api):
     active = svg.xpath("//*[@data-element-id='manager_approval']")[0]
     assert "active" in active.get("class")
     assert "active" not in svg.xpath("//*[@data-element-id='finance_approval']")[0].get("class")
-    assert api.get("carol", f"/instances/{inst['id']}/diagram.svg").status_code in (403, 404)
+    assert api.get("carol", f"/instances/{inst['id']}/diagram.svg").status_code == 404
 
 
 def test_inbox_paging(api):

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import func, select
 
-from engine.models import HistoryEvent, Timer
+from engine.models import HistoryEvent, Timer, User
 
 MAJOR = {"customer": "华东重工 East Heavy Industry", "amount": 600000, "payment_terms": "standard",
          "customer_has_credit_record": True, "summary": "三年供货框架协议"}
@@ -41,6 +41,22 @@ def test_legal_review_overdue_notifies_the_director_once(api, cli):
     assert legal_now["status"] == "open" and legal_now["can_act"]
     assert api.get("frank", f"/instances/{inst['id']}").status_code == 200  # the director may now look at it
     api.complete("grace", legal["id"], {"decision": "approve", "comment": "条款合规"})
+
+
+def test_whom_a_timer_notifies_may_then_open_the_instance(api, engine, cli):
+    """The director is told about an overdue legal review and becomes a participant: here frank is
+    not above the rep (dave reports to judy), so only being notified lets him open the instance."""
+    with engine.db.write() as s:
+        s.scalar(select(User).where(User.username == "dave")).manager_id = \
+            s.scalar(select(User.id).where(User.username == "judy"))
+    inst = api.start("alice", "contract_review", MAJOR)
+    assert api.get("frank", f"/instances/{inst['id']}").status_code == 404
+    legal = next(t for t in api.get("grace", "/tasks").get_json() if t["instance_id"] == inst["id"])
+    assert f"#{inst['id']}" in cli("timers", "run", "--at", legal["due_at"])
+    r = api.get("frank", f"/instances/{inst['id']}")
+    assert r.status_code == 200
+    assert [h["detail"]["to"] for h in r.get_json()["history"] if h["action"] == "notified"] == [["frank"]]
+    assert inst["id"] in [i["id"] for i in api.get("frank", "/instances").get_json()]
 
 
 def appraisal_at_decision(engine):
