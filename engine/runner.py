@@ -450,12 +450,22 @@ class Runner:
         if not lane:
             return
         condition = end.get("ccCondition")
-        if condition and not self._run(cmd, self.script_engine.environment.evaluate, condition, dict(data)):
+        if condition and not self._run(cmd, self._declared_condition, condition, dict(data)):
             return
         owners = org.resolve_lane(cmd.session, cmd.parsed.lanes, lane, cmd.subject, decides=False)
         if owners.note:
             return  # nobody fits the lane: no copy (never the administrators' fallback)
         copy_to(cmd, owners.users, None, None)
+
+    def _declared_condition(self, condition: str, data: dict) -> bool:
+        """A condition the process declares outside SpiffWorkflow (ccCondition): whatever it raises
+        (an unknown name, a type error) is the process's error, as SpiffWorkflow treats its own."""
+        try:
+            return bool(self.script_engine.environment.evaluate(condition, data))
+        except ExpressionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an expression's failure, never the engine's
+            raise ExpressionError(f"ccCondition {condition!r}: {exc.__class__.__name__}: {exc}") from exc
 
     @staticmethod
     def _participate(cmd: Command, user_id: int) -> None:
