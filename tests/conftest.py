@@ -22,7 +22,7 @@ from engine.demo import seed_demo
 from engine.models import Base
 import engine.auth_state  # noqa: F401 - its tables are emptied between PostgreSQL tests too
 from engine.runtime import Engine
-from tests.helpers import at  # noqa: F401 - older modules import it from here
+from tests.helpers import at, copy_workflows  # noqa: F401 - `at`: modules that import it from here
 
 PG_URL = os.environ.get("SALESFLOW_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
@@ -130,3 +130,9 @@ def engine(database):
         with database.write() as session:
             seed_demo(session)
     return eng
+
+
+@pytest.fixture
+def workflows(tmp_path):
+    """A private copy of workflows/ a test may edit (tests.helpers.edit), then deploy with make_engine."""
+    return copy_workflows(tmp_path / "workflows")

@@ -78,11 +78,11 @@ def copy_workflows(target: Path) -> Path:
     return target
 
 
-def edit(path: Path, old: str, new: str) -> None:
-    """Replace `old` (which must be there) by `new` in a file."""
+def edit(path: Path, old: str, new: str, count: int = -1) -> None:
+    """Replace `old` (which must be there) by `new` in a file (every occurrence, or the first `count`)."""
     text = path.read_text(encoding="utf-8")
     assert old in text, f"{old!r} not in {path.name}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
+    path.write_text(text.replace(old, new, count), encoding="utf-8")
 
 
 def make_engine(database, workflows: Path):

@@ -11,6 +11,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from tests.helpers import by_name, events
 
 TZ = ZoneInfo("Asia/Shanghai")
 INDICATORS = ["sales_achievement", "new_customers", "collection_rate", "lead_conversion",
@@ -36,14 +37,6 @@ def scores(*values):
 
 def evaluation(*values):
     return {"scores": scores(*values), "report": "本期表现稳定，详见附件报告。"}
-
-
-def by_name(inst):
-    return {t["name"]: t for t in inst["tasks"]}
-
-
-def events(inst, action):
-    return [h for h in inst["history"] if h["action"] == action]
 
 
 def due(task) -> datetime:

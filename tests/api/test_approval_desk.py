@@ -5,22 +5,13 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from engine.models import BudgetEntry, Notification, User
+from tests.helpers import APPROVE, CLAIM, events, names
 
-CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "拜访客户 client visit"}
 BIG = {**CLAIM, "amount": 25000}  # manager, sales director, general manager (over the ¥10,000 budget), finance
-APPROVE = {"decision": "approve", "comment": "同意"}
 
 
 def ret(comment="请补充", **extra):
     return {"decision": "return", "comment": comment, **extra}
-
-
-def names(inst):
-    return sorted(t["name"] for t in inst["tasks"])
-
-
-def events(inst, action):
-    return [h for h in inst["history"] if h["action"] == action]
 
 
 def notifications(engine, username, kind=None):

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from engine.models import User, UserRole
 from engine.org import hash_password
+from tests.helpers import by_name, events
 
 GENERAL = {"customer": "上海远景贸易有限公司", "amount": 120000, "payment_terms": "standard",
            "customer_has_credit_record": True, "summary": "年度供货合同，月结30天"}
@@ -22,14 +23,6 @@ def contract(**changes):
 
 def approve(comment="同意"):
     return {"decision": "approve", "comment": comment}
-
-
-def by_name(inst):
-    return {t["name"]: t for t in inst["tasks"]}
-
-
-def events(inst, action):
-    return [h for h in inst["history"] if h["action"] == action]
 
 
 def decide(api, user, task, data):

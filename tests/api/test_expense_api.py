@@ -8,14 +8,10 @@ from sqlalchemy import func, select
 
 from engine.models import BudgetEntry, HistoryEvent, HumanTask, ProcessInstance, User, UserRole
 from engine.org import hash_password
-
-CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "拜访客户 client visit"}
-APPROVE = {"decision": "approve", "comment": "同意"}
+from tests.helpers import APPROVE, CLAIM, counts
 
 
-def counts(engine):
-    with engine.db.read() as s:
-        return tuple(s.scalar(select(func.count()).select_from(t)) for t in (ProcessInstance, HumanTask, HistoryEvent))
+
 
 
 # ---------------------------------------------------------------- auth
@@ -220,17 +216,17 @@ def test_rework_loop_is_bounded(api):
     ("incurred_on", "2026-13-01"), ("incurred_on", "yesterday"), ("description", ""), ("description", 7),
 ])
 def test_invalid_start_data_is_422_per_field_and_creates_nothing(api, engine, field, value):
-    before = counts(engine)
+    before = counts(engine, ProcessInstance, HumanTask, HistoryEvent)
     data = dict(CLAIM, **{field: value})
     r = api.post("alice", "/processes/expense_approval/instances", json={"data": data})
     assert r.status_code == 422, r.get_json()
     body = r.get_json()
     assert list(body["errors"]) == [field] and body["error"]
-    assert counts(engine) == before
+    assert counts(engine, ProcessInstance, HumanTask, HistoryEvent) == before
 
 
 def test_missing_and_unknown_fields(api, engine):
-    before = counts(engine)
+    before = counts(engine, ProcessInstance, HumanTask, HistoryEvent)
     r = api.post("alice", "/processes/expense_approval/instances", json={"data": {"amount": 5}})
     assert r.status_code == 422
     assert set(r.get_json()["errors"]) == {"category", "incurred_on", "description"}
@@ -240,7 +236,7 @@ def test_missing_and_unknown_fields(api, engine):
     assert r.status_code == 422
     r = api.post("alice", "/processes/expense_approval/instances", data="{oops", content_type="application/json")
     assert r.status_code == 422
-    assert counts(engine) == before
+    assert counts(engine, ProcessInstance, HumanTask, HistoryEvent) == before
 
 
 def test_unknown_process_and_forbidden_start(api):

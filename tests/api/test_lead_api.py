@@ -7,6 +7,7 @@ from datetime import datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from tests.helpers import by_name, events
 
 TZ = ZoneInfo("Asia/Shanghai")
 LEAD = {"company": "苏州华达机械有限公司", "contact": "王经理 13800000000", "source": "trade_show",
@@ -18,14 +19,6 @@ PROPOSAL = {"products": "自动上下料系统 x2", "quoted_amount": 280000, "de
             "after_sales_terms": "一年质保，7x24小时响应"}
 CONTRACT = {"customer": "苏州华达机械有限公司", "amount": 260000, "payment_terms": "standard",
             "customer_has_credit_record": True, "summary": "自动上下料系统两套，30%预付款，验收后付清"}
-
-
-def by_name(inst):
-    return {t["name"]: t for t in inst["tasks"]}
-
-
-def events(inst, action):
-    return [h for h in inst["history"] if h["action"] == action]
 
 
 def step(api, inst, name, user, data):
