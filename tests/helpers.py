@@ -13,6 +13,7 @@ from sqlalchemy import func, select
 TZ = ZoneInfo("Asia/Shanghai")
 CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "拜访客户 client visit"}
 APPROVE = {"decision": "approve", "comment": "同意"}
+BIG = {**CLAIM, "amount": 25000}  # manager, sales director, general manager (over the ¥10,000 budget), finance
 
 
 def at(text_value: str) -> datetime:

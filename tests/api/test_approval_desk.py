@@ -5,9 +5,7 @@ from __future__ import annotations
 from sqlalchemy import select
 
 from engine.models import BudgetEntry, Notification, User
-from tests.helpers import APPROVE, CLAIM, events, names
-
-BIG = {**CLAIM, "amount": 25000}  # manager, sales director, general manager (over the ¥10,000 budget), finance
+from tests.helpers import APPROVE, BIG, CLAIM, events, names
 
 
 def ret(comment="请补充", **extra):

@@ -11,9 +11,6 @@ from engine.org import hash_password
 from tests.helpers import APPROVE, CLAIM, counts
 
 
-
-
-
 # ---------------------------------------------------------------- auth
 def test_token_and_authentication(api):
     client = api.client

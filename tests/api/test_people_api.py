@@ -4,7 +4,6 @@ from __future__ import annotations
 from tests.helpers import CLAIM
 
 
-
 def test_me_get_and_patch(api):
     me = api.get("alice", "/me").get_json()
     assert me == {"username": "alice", "display_name": me["display_name"], "email": "alice@salesflow.example",
