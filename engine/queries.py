@@ -10,7 +10,7 @@ from . import access
 from .errors import NotFound
 from .models import Comment, HumanTask, InstanceCopy, ProcessInstance
 from .tables import (
-    HISTORY, OPEN_TASKS_OF, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, USER_TABLE, instance_id as parse_instance_id, is_uuid, iso, task_dict, usernames,
+    HISTORY, OPEN_TASKS_OF, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, USER_TABLE, iso, task_dict, usernames,
 )
 
 # The inbox is the hottest read: two index-driven heads (ix_human_tasks_inbox for "assigned to me",
@@ -75,7 +75,7 @@ def instance(rt, instance_id, username: str, *, labels: bool = False) -> dict:
     version ("fields", "steps", "forms") that a UI needs to label its data."""
     with rt.db.read() as session:
         user = access.actor(session, username)
-        inst = session.get(ProcessInstance, parse_instance_id(instance_id))
+        inst = session.get(ProcessInstance, instance_id)
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
         result = instance_dict(rt, session, inst, with_history=True)
@@ -118,9 +118,9 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
         if process_id:
             extra += " AND h.process_id = :pid"
             params["pid"] = process_id
-        if instance_id not in (None, ""):
+        if instance_id is not None:
             extra += " AND h.instance_id = :iid"
-            params["iid"] = parse_instance_id(instance_id)
+            params["iid"] = instance_id
         ids = session.scalars(text(_INBOX_PAGE.format(extra=extra)), params).all()
         rows = {r.id: r for r in session.execute(TASKS_BY_ID, {"ids": ids})} if ids else {}
         found = [task_dict(rows[i]) for i in ids]
@@ -134,7 +134,7 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
 def task(rt, task_id: str, username: str) -> dict:
     with rt.db.read() as session:
         user = access.actor(session, username)
-        row = session.execute(TASKS_BY_ID, {"ids": [str(task_id)]}).first() if is_uuid(task_id) else None
+        row = session.execute(TASKS_BY_ID, {"ids": [str(task_id)]}).first()
         if row is None:
             raise NotFound(f"task {task_id} not found")
         inst = session.get(ProcessInstance, row.instance_id)
@@ -206,7 +206,7 @@ def diagram(rt, instance_id, username: str, titles_lang: str = "zh") -> str:
     from .diagram import render_svg
     with rt.db.read() as session:
         user = access.actor(session, username)
-        inst = session.get(ProcessInstance, parse_instance_id(instance_id))
+        inst = session.get(ProcessInstance, instance_id)
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
         parsed = rt.definitions.get(session, inst.definition_id)
@@ -259,7 +259,7 @@ def instance_dict(rt, session, inst, *, with_history: bool, tasks=None, names: d
 def comments(rt, instance_id, username: str) -> list[dict]:
     with rt.db.read() as session:
         user = access.actor(session, username)
-        inst = session.get(ProcessInstance, parse_instance_id(instance_id))
+        inst = session.get(ProcessInstance, instance_id)
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
         rows = session.scalars(select(Comment).where(Comment.instance_id == inst.id).order_by(Comment.at, Comment.id)).all()
@@ -282,7 +282,7 @@ def eligible_users(rt, task_id: str, username: str) -> list[dict]:
     from .models import User
     with rt.db.read() as session:
         user = access.actor(session, username)
-        row = session.execute(TASKS_BY_ID, {"ids": [str(task_id)]}).first() if is_uuid(task_id) else None
+        row = session.execute(TASKS_BY_ID, {"ids": [str(task_id)]}).first()
         inst = session.get(ProcessInstance, row.instance_id) if row is not None else None
         if row is None or not access.may_view_task(session, row, inst, user):
             raise NotFound(f"task {task_id} not found")

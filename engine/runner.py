@@ -37,7 +37,7 @@ from .services import Services, current_command, release_reservations
 from .tables import (
     DELETE_CANDIDATES, INSERT_CANDIDATE, INSERT_TASK, INSTANCE, INSTANCE_FOR_UPDATE,
     INSTANCE_FOR_UPDATE_SKIP_LOCKED, INSTANCE_TASKS, TASK_BY_ID, TASK_COLUMNS, UPDATE_INSTANCE, UPDATE_TASK,
-    ADD_HISTORY, ADD_NOTIFICATION, ARCHIVE_TASK, is_uuid, iso, json_safe, username as username_of,
+    ADD_HISTORY, ADD_NOTIFICATION, ARCHIVE_TASK, iso, json_safe, username as username_of,
 )
 
 log = logging.getLogger("salesflow.engine")
@@ -540,7 +540,7 @@ def copy_to(cmd: Command, users, by: User | None, comment: str | None) -> list[s
 
 
 def task_row(session, task_id: str) -> TaskRow:
-    found = session.execute(TASK_BY_ID, {"id": str(task_id)}).first() if is_uuid(task_id) else None
+    found = session.execute(TASK_BY_ID, {"id": str(task_id)}).first()
     if found is None:
         raise NotFound(f"task {task_id} not found")
     return TaskRow(**found._mapping)

@@ -1,14 +1,14 @@
 """Statements on the hot paths, built once (building one costs more than running it on SQLite),
-and the small conversions every side shares. Commands and the read side both use these."""
+and the small conversions every side shares. Commands and the read side both use these.
+Ids arrive parsed: webui/edge.py is the one parser of ids from the outside (instance ids are
+ints, task ids strings); an id that names nothing is simply not found."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
-from uuid import UUID
 
 from sqlalchemy import bindparam, delete, insert, select, update
 
 from . import clock
-from .errors import NotFound
 from .models import HistoryEvent, HumanTask, HumanTaskCandidate, Notification, ProcessInstance, User
 
 INSTANCE_TABLE = ProcessInstance.__table__
@@ -86,22 +86,6 @@ _PUBLIC_STATUS = {"waiting": "open", "held": "completed"}
 
 def iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat() if value else None
-
-
-def is_uuid(value) -> bool:
-    try:
-        UUID(str(value))
-        return True
-    except ValueError:
-        return False
-
-
-def instance_id(value) -> int:
-    """An instance id from the outside (path, form): anything that is not one is not found."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise NotFound(f"instance {value} not found") from None
 
 
 def json_safe(value):
