@@ -41,6 +41,10 @@ def test_who_sees_an_instance_participants_managers_above_and_administrators(eng
     # erin's claim: nobody of the east region, nor the other staff
     north = engine.start("expense_approval", "erin", CLAIM)
     assert who_sees(engine, north["id"]) == (["admin", "erin", "frank", "judy"],) * 2
+    # an appraisal HR starts about alice: her managers see it through her alone (ivan is not in their team)
+    appraisal = engine.start("performance_appraisal", "ivan", {"employee": "alice", "period": "2026-10",
+                                                               "cycle": "monthly", "period_end": "2026-10-31"})
+    assert who_sees(engine, appraisal["id"]) == (["admin", "alice", "dave", "frank", "ivan", "judy"],) * 2
 
 
 def test_who_may_act_and_what_the_others_are_told(engine):
@@ -61,7 +65,7 @@ def test_who_may_act_and_what_the_others_are_told(engine):
         for name in ("dave", "frank"):
             with pytest.raises(Conflict, match="already completed"):
                 access.check_can_act(s, db_inst, row, user(s, name))
-        with pytest.raises(NotFound):  # closed, and bob may not even see it
+        with pytest.raises(NotFound, match=f"task {task['id']} not found"):  # closed, and bob may not even see it
             access.check_can_act(s, db_inst, row, user(s, "bob"))
         with pytest.raises(Forbidden, match="is not yours"):  # open, unseen: still "not yours" (the API says 403)
             access.check_can_act(s, db_inst, task_row(s, by_name(done["instance"])["director_approval"]["id"]),
@@ -101,6 +105,8 @@ def test_who_may_start_what(engine):
         assert starts("dave") == ["expense_approval", "lead_to_aftersales"]
         assert starts("ivan") == ["expense_approval", "performance_appraisal"]
         assert starts("judy") == []  # no manager: nobody to approve her claim
+        from types import SimpleNamespace
+        assert access.may_start(s, SimpleNamespace(catalog={}), user(s, "judy"))  # no rule: anyone
         user(s, "dave").active = False
         user(s, "frank").active = False
         user(s, "judy").active = False

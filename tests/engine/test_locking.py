@@ -140,3 +140,21 @@ def test_a_command_reads_its_task_again_once_it_holds_the_instance(pg_engine, mo
     after = pg_engine.instance(inst["id"], "admin")
     assert by_name(after)["manager_approval"]["assignee"] == "heidi"
     assert [e["actor"] for e in history(pg_engine, inst["id"], "approved")] == []
+
+
+def test_a_claim_reads_its_regions_budget_only_holding_the_region_row(pg_engine):
+    """Two claims of one region must not read the budget at once: budget.reserve locks the region row
+    first (on SQLite the write transaction serialises them already)."""
+    with pg_engine.db.write_engine.connect() as conn:
+        with conn.begin():
+            # as another claim's update would: the new claim's rows may still refer to the region
+            # (FOR KEY SHARE), but its FOR UPDATE must wait
+            conn.execute(text("SELECT id FROM regions WHERE code = 'east' FOR NO KEY UPDATE"))
+            holder = conn.scalar(text("SELECT pg_backend_pid()"))
+            claim = InThread(pg_engine.start, "expense_approval", "alice", CLAIM)
+            until(lambda: claim.done.is_set() or blocked_by(pg_engine, holder), "the claim to wait or finish")
+            assert not claim.done.is_set(), "the claim read the budget without locking the region"
+            waiting = blocked_by(pg_engine, holder)
+            assert "FROM regions" in waiting[0] and "FOR UPDATE" in waiting[0], waiting
+    result, error = claim.outcome()
+    assert error is None and by_name(result)["manager_approval"]["assignee"] == "dave"

@@ -90,7 +90,8 @@ def test_two_inactive_levels_and_no_active_manager_left(engine):
         user(s, "judy").active = False
     with engine.db.read() as s:
         lane = org.resolve_lane(s, LANES, "Manager", user(s, "alice"), decides=True)
-        assert [u.username for u in lane.users] == ["admin"] and "alice has no active manager" in lane.note
+        assert [u.username for u in lane.users] == ["admin"]
+        assert lane.note == "alice has no active manager; routed to administrators"
         assert org.first_active_manager(s, user(s, "alice")) is None
 
 
@@ -99,6 +100,12 @@ def test_a_manager_cycle_ends_the_chain(engine):
         user(s, "judy").manager_id = user(s, "alice").id  # a cycle the admin pages refuse; the walk must end
     with engine.db.read() as s:
         assert [m.username for m in org.manager_chain(s, user(s, "alice"))] == ["dave", "frank", "judy"]
+    with engine.db.write() as s:  # a cycle above the subject, not through them
+        user(s, "judy").manager_id = None
+        user(s, "frank").manager_id = user(s, "dave").id
+    with engine.db.read() as s:
+        assert [m.username for m in org.manager_chain(s, user(s, "alice"))] == ["dave", "frank"]
+        assert {s.get(User, i).username for i in org.reports_of(s, user(s, "frank"))} >= {"dave", "alice"}
 
 
 # ---------------------------------------------------------------- role lanes
@@ -164,18 +171,30 @@ def test_out_of_office_goes_to_a_fitting_delegate_else_the_manager(engine):
         dave, alice = user(s, "dave"), user(s, "alice")
         dave.ooo_from, dave.ooo_until = now - timedelta(hours=1), now + timedelta(days=1)
         assert org.is_away(dave, now) and not org.is_away(dave, now + timedelta(days=2))
-        assert not org.is_away(dave, dave.ooo_until)  # until is exclusive
-        single = org.LaneOwners([dave])
+        assert not org.is_away(dave, dave.ooo_until) and org.is_away(dave, dave.ooo_from)  # [from, until)
+        single = org.LaneOwners([dave], "a note")
         dave.ooo_delegate_id = user(s, "bob").id  # a peer of the subject: may not decide
         found, away = org.stand_in(s, LANES, single, alice, "Manager", now)
-        assert [u.username for u in found.users] == ["frank"] and away.username == "dave"
+        assert [u.username for u in found.users] == ["frank"] and away.username == "dave" and found.note == "a note"
         dave.ooo_delegate_id = user(s, "heidi").id
         found, away = org.stand_in(s, LANES, single, alice, "Manager", now)
-        assert [u.username for u in found.users] == ["heidi"] and away.username == "dave"
+        assert [u.username for u in found.users] == ["heidi"] and away.username == "dave" and found.note == "a note"
+        heidi = user(s, "heidi")  # a delegate away too: the manager
+        heidi.ooo_from, heidi.ooo_until = now - timedelta(hours=1), now + timedelta(hours=1)
+        found, away = org.stand_in(s, LANES, single, alice, "Manager", now)
+        assert [u.username for u in found.users] == ["frank"]
+        heidi.ooo_from = heidi.ooo_until = None
+        # the subject's own step (a revision): a colleague may stand in for them
+        alice.ooo_from, alice.ooo_until, alice.ooo_delegate_id = dave.ooo_from, dave.ooo_until, user(s, "bob").id
+        found, away = org.stand_in(s, LANES, org.LaneOwners([alice]), alice, "Submitter", now)
+        assert [u.username for u in found.users] == ["bob"] and away.username == "alice"
         # a pool skips the absent; a pool of absent people stays as it was
         pool = org.LaneOwners([dave, user(s, "erin")], "why")
         found, away = org.stand_in(s, LANES, pool, alice, "RegionManager", now)
         assert [u.username for u in found.users] == ["erin"] and found.note == "why" and away is None
+        erin = user(s, "erin")
+        erin.ooo_from, erin.ooo_until = dave.ooo_from, dave.ooo_until
+        assert org.stand_in(s, LANES, pool, alice, "RegionManager", now) == (pool, None)  # nobody present: as it was
         assert org.stand_in(s, LANES, org.LaneOwners([dave]), alice, "Manager", now + timedelta(days=2)) \
             == (org.LaneOwners([dave]), None)
 
@@ -196,8 +215,10 @@ def test_out_of_office_never_hands_the_task_to_the_subject(engine):
 
 # ---------------------------------------------------------------- passwords and users
 def test_passwords_are_salted_scrypt_and_checked_in_constant_form():
+    import base64
     hashed = org.hash_password("s3cret")
     assert hashed.startswith("scrypt$") and hashed != org.hash_password("s3cret")  # salted
+    assert len(base64.b64decode(hashed.split("$")[1])) == 16 and len(base64.b64decode(hashed.split("$")[2])) == 32
     person = User(username="x", display_name="x", password_hash=hashed, active=True)
     assert org.verify_password(person, "s3cret") and not org.verify_password(person, "S3cret")
     assert not org.verify_password(None, "s3cret")

@@ -76,6 +76,8 @@ def test_reserve_replaces_the_claims_reservation_and_consume_turns_it_into_spend
     north, east = claims
     with engine.db.write() as s:
         assert SVC.op_budget_reserve(cmd_for(s, east), "east", "travel", "2026-11-10", 700) == 10000.0
+        assert SVC.op_budget_reserve(cmd_for(s, north), "east", "travel", "2026-11-10", 1) == 9300.0  # sees east's 700
+        assert SVC.op_budget_reserve(cmd_for(s, north), "north", "travel", "2026-11-10", 9000) == 10000.0
     assert [e for e in entries(engine) if e[4] == east] == [("east", "travel", "2026-11", Decimal("700.00"), east, "reserved")]
     with engine.db.write() as s:
         booking = SVC.op_budget_consume(cmd_for(s, east), "east", "travel", "2026-11-10", 700)
@@ -121,13 +123,14 @@ def test_call_refuses_unknown_operations_and_parameters_as_process_errors(engine
 def test_previous_grade_is_the_latest_earlier_completed_appraisal_of_the_cycle(engine, claims):
     north, east = claims
 
-    def appraisal(subject_name, cycle, period_end, grade, status="completed", completed="2026-01-01"):
+    def appraisal(subject_name, cycle, period_end, grade, status="completed", completed="2026-01-01",
+                  process_id="performance_appraisal"):
         from datetime import datetime, timezone
         with engine.db.write() as s:
             template = s.get(ProcessInstance, east)
             subject = s.scalar(select(services.User).where(services.User.username == subject_name))
             when = datetime.fromisoformat(completed).replace(tzinfo=timezone.utc)
-            row = ProcessInstance(definition_id=template.definition_id, process_id="performance_appraisal", status=status,
+            row = ProcessInstance(definition_id=template.definition_id, process_id=process_id, status=status,
                                   started_by_id=subject.id, subject_id=subject.id, data={"cycle": cycle, "period_end": period_end,
                                                                                          "grade": grade},
                                   state="", created_at=when, updated_at=when, completed_at=when)
@@ -146,8 +149,10 @@ def test_previous_grade_is_the_latest_earlier_completed_appraisal_of_the_cycle(e
     appraisal("alice", "quarterly", "2026-09-30", "S")  # another cycle
     appraisal("alice", "monthly", "2026-10-31", "D", status="running")  # not finished
     appraisal("bob", "monthly", "2026-10-31", "D")  # someone else
+    appraisal("alice", "monthly", "2026-10-31", "D", process_id="expense_approval")  # another process
     assert previous() == "C"
     assert previous(cycle="quarterly") == "S"
     assert previous(before="2026-09-30") == "B"  # only periods that ended before
+    assert previous(before="2026-09-30T00:00:00+08:00") == "B"  # a time: its date counts
     assert previous(me=latest) == "B"  # an instance is never its own predecessor
     assert previous(employee="nobody") is None
