@@ -79,14 +79,16 @@ def test_reserve_replaces_the_claims_reservation_and_consume_turns_it_into_spend
         assert SVC.op_budget_reserve(cmd_for(s, north), "east", "travel", "2026-11-10", 1) == 9300.0  # sees east's 700
         assert SVC.op_budget_reserve(cmd_for(s, north), "north", "travel", "2026-11-10", 9000) == 10000.0
     assert [e for e in entries(engine) if e[4] == east] == [("east", "travel", "2026-11", Decimal("700.00"), east, "reserved")]
+    bob = engine.start("expense_approval", "bob", {**CLAIM, "amount": 100})["id"]  # another east claim in flight
     with engine.db.write() as s:
         booking = SVC.op_budget_consume(cmd_for(s, east), "east", "travel", "2026-11-10", 700)
-    assert booking == {"booked": True, "period": "2026-11", "remaining": 9300.0}
+    assert booking == {"booked": True, "period": "2026-11", "remaining": 9200.0}  # 10,000 − bob's 100 − 700
     assert [e for e in entries(engine) if e[4] == east] == [("east", "travel", "2026-11", Decimal("700.00"), east, "spent")]
-    assert remaining(engine, north) == 9300.0  # spending counts against the others like a reservation
+    assert remaining(engine, north) == 9200.0  # spending counts against the others like a reservation
     with engine.db.write() as s:
         services.release_reservations(cmd_for(s, east))  # spending is never released
         services.release_reservations(cmd_for(s, north))
+        services.release_reservations(cmd_for(s, bob))
     assert entries(engine) == [("east", "travel", "2026-11", Decimal("700.00"), east, "spent")]
 
 
