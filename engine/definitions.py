@@ -451,12 +451,30 @@ def parse_bundle(bundle: dict, content_hash: str | None = None) -> ParsedDefinit
     return parsed
 
 
+# Parsed definitions by content hash, shared by every registry of the process: a version's bundle
+# is its whole input (the hash covers it), and specs are never changed once parsed. Engines of one
+# process (the test suite builds one per test) parse each version once.
+_PARSED: dict[str, ParsedDefinition] = {}
+_PARSED_LOCK = threading.Lock()
+
+
+def parsed_for(content_hash: str, bundle_loader) -> ParsedDefinition:
+    """The parsed definition of a content hash; `bundle_loader()` gives the bundle when it is new."""
+    parsed = _PARSED.get(content_hash)
+    if parsed is None:
+        with _PARSED_LOCK:
+            parsed = _PARSED.get(content_hash)
+            if parsed is None:
+                parsed = parse_bundle(bundle_loader(), content_hash)
+                _PARSED[content_hash] = parsed
+    return parsed
+
+
 class DefinitionRegistry:
-    """Deploys definitions and hands out parsed specs, parsing each version once per process."""
+    """Deploys definitions and hands out parsed specs (parsed once per content hash, see `parsed_for`)."""
 
     def __init__(self, directory: WorkflowDirectory, check_seconds: float | None = None):
         self.directory = directory
-        self._by_hash: dict[str, ParsedDefinition] = {}
         self._latest: dict[str, int] = {}  # process id -> definition row id
         self._rows: dict[int, tuple[str, str, int]] = {}  # row id -> (content hash, process id, version)
         self._lock = threading.Lock()
@@ -476,20 +494,10 @@ class DefinitionRegistry:
         if newest != self._newest_id:
             self.refresh_latest(session)
 
-    def _parsed_for(self, content_hash: str, bundle_loader) -> ParsedDefinition:
-        parsed = self._by_hash.get(content_hash)
-        if parsed is None:
-            with self._lock:
-                parsed = self._by_hash.get(content_hash)
-                if parsed is None:
-                    parsed = parse_bundle(bundle_loader(), content_hash)
-                    self._by_hash[content_hash] = parsed
-        return parsed
-
     def deploy(self, session) -> list[ProcessDefinition]:
         """Validate everything on disk; record a new version for each changed process. All or nothing."""
         bundles = self.directory.bundles()
-        parsed_now = {pid: self._parsed_for(_hash(b), lambda b=b: b) for pid, b in bundles.items()}
+        parsed_now = {pid: parsed_for(_hash(b), lambda b=b: b) for pid, b in bundles.items()}
         created = []
         for pid, parsed in parsed_now.items():
             row = session.scalar(select(ProcessDefinition).where(
@@ -548,7 +556,7 @@ class DefinitionRegistry:
         def load():
             row = session.get(ProcessDefinition, definition_id)
             return json.loads(row.sources)
-        return self._parsed_for(content_hash, load)
+        return parsed_for(content_hash, load)
 
     def version_of(self, session, definition_id: int) -> int:
         if definition_id not in self._rows:

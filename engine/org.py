@@ -71,9 +71,7 @@ def manager_chain(session, user: User) -> list[User]:
     """The user's managers, nearest first (inactive ones included: callers skip them)."""
     chain, seen, current = [], {user.id}, user
     while current.manager_id is not None and current.manager_id not in seen:
-        current = session.get(User, current.manager_id)
-        if current is None:
-            break
+        current = session.get(User, current.manager_id)  # the foreign key: always someone
         seen.add(current.id)
         chain.append(current)
     return chain

@@ -10,7 +10,7 @@ from . import access, clock, org
 from .errors import NotFound, ValidationFailed
 from .models import Comment, HumanTask, InstanceCopy, ProcessInstance, User, UTCDateTime
 from .tables import (
-    HISTORY, OPEN_TASKS_OF, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, USER_TABLE, summary_of, instance_id as parse_instance_id, is_uuid, iso, task_dict, usernames,
+    HISTORY, OPEN_TASKS_OF, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, USER_TABLE, summary_of, instance_id as parse_instance_id, iso, task_dict, usernames,
 )
 
 # The inbox is the hottest read: two index-driven heads (ix_human_tasks_inbox for "assigned to me",
@@ -104,7 +104,7 @@ def instance(rt, instance_id, username: str, *, labels: bool = False) -> dict:
     version ("fields", "steps", "forms") that a UI needs to label its data."""
     with rt.db.read() as session:
         user = access.actor(session, username)
-        inst = session.get(ProcessInstance, parse_instance_id(instance_id))
+        inst = session.get(ProcessInstance, instance_id)
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
         result = instance_dict(rt, session, inst, with_history=True)
@@ -170,7 +170,7 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
         if process_id:
             extra += " AND h.process_id = :pid"
             params["pid"] = process_id
-        if instance_id not in (None, ""):
+        if instance_id is not None:
             extra += " AND h.instance_id = :iid"
             params["iid"] = parse_instance_id(instance_id)
         if overdue:
@@ -205,7 +205,7 @@ def _like(q: str) -> str:
 def task(rt, task_id: str, username: str) -> dict:
     with rt.db.read() as session:
         user = access.actor(session, username)
-        row = session.execute(TASKS_BY_ID, {"ids": [str(task_id)]}).first() if is_uuid(task_id) else None
+        row = session.execute(TASKS_BY_ID, {"ids": [str(task_id)]}).first()
         if row is None:
             raise NotFound(f"task {task_id} not found")
         inst = session.get(ProcessInstance, row.instance_id)
@@ -288,7 +288,7 @@ def diagram(rt, instance_id, username: str, titles_lang: str = "zh", process: st
     from .models import Timer
     with rt.db.read() as session:
         user = access.actor(session, username)
-        inst = session.get(ProcessInstance, parse_instance_id(instance_id))
+        inst = session.get(ProcessInstance, instance_id)
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
         parsed = rt.definitions.get(session, inst.definition_id)
@@ -330,11 +330,11 @@ def _calls(parsed) -> tuple[dict, set]:
     from .diagram import BPMN_NS, _title_en
     result, catches = {}, set()
     seen = set()
-    for text in parsed.bundle["bpmn"].values():
-        if text in seen:
+    for source in parsed.bundle["bpmn"].values():
+        if source in seen:
             continue
-        seen.add(text)
-        root = etree.fromstring(text.encode(), etree.XMLParser(resolve_entities=False, no_network=True))
+        seen.add(source)
+        root = etree.fromstring(source.encode(), etree.XMLParser(resolve_entities=False, no_network=True))
         for proc in root.iter(f"{{{BPMN_NS}}}process"):
             for call in proc.iter(f"{{{BPMN_NS}}}callActivity"):
                 result[call.get("id")] = (proc.get("id"), call.get("calledElement"))
@@ -398,7 +398,7 @@ def instance_dict(rt, session, inst, *, with_history: bool, tasks=None, names: d
 def comments(rt, instance_id, username: str) -> list[dict]:
     with rt.db.read() as session:
         user = access.actor(session, username)
-        inst = session.get(ProcessInstance, parse_instance_id(instance_id))
+        inst = session.get(ProcessInstance, instance_id)
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
         from .commands.instances import comment_dict
@@ -421,7 +421,7 @@ def eligible_users(rt, task_id: str, username: str) -> list[dict]:
     from .models import User
     with rt.db.read() as session:
         user = access.actor(session, username)
-        row = session.execute(TASKS_BY_ID, {"ids": [str(task_id)]}).first() if is_uuid(task_id) else None
+        row = session.execute(TASKS_BY_ID, {"ids": [str(task_id)]}).first()
         inst = session.get(ProcessInstance, row.instance_id) if row is not None else None
         if row is None or not access.may_view_task(session, row, inst, user):
             raise NotFound(f"task {task_id} not found")

@@ -38,7 +38,7 @@ from .summary import summarize
 from .tables import (
     DELETE_CANDIDATES, INSERT_CANDIDATE, INSERT_TASK, INSTANCE, INSTANCE_FOR_UPDATE,
     INSTANCE_FOR_UPDATE_SKIP_LOCKED, INSTANCE_TASKS, TASK_BY_ID, TASK_COLUMNS, UPDATE_INSTANCE, UPDATE_TASK,
-    ADD_HISTORY, ADD_NOTIFICATION, ARCHIVE_TASK, is_uuid, iso, json_safe, username as username_of,
+    ADD_HISTORY, ADD_NOTIFICATION, ARCHIVE_TASK, iso, json_safe, username as username_of,
 )
 
 log = logging.getLogger("salesflow.engine")
@@ -462,12 +462,22 @@ class Runner:
         if not lane:
             return
         condition = end.get("ccCondition")
-        if condition and not self._run(cmd, self.script_engine.environment.evaluate, condition, dict(data)):
+        if condition and not self._run(cmd, self._declared_condition, condition, dict(data)):
             return
         owners = org.resolve_lane(cmd.session, cmd.parsed.lanes, lane, cmd.subject, decides=False)
         if owners.note:
             return  # nobody fits the lane: no copy (never the administrators' fallback)
         copy_to(cmd, owners.users, None, None)
+
+    def _declared_condition(self, condition: str, data: dict) -> bool:
+        """A condition the process declares outside SpiffWorkflow (ccCondition): whatever it raises
+        (an unknown name, a type error) is the process's error, as SpiffWorkflow treats its own."""
+        try:
+            return bool(self.script_engine.environment.evaluate(condition, data))
+        except ExpressionError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - an expression's failure, never the engine's
+            raise ExpressionError(f"ccCondition {condition!r}: {exc.__class__.__name__}: {exc}") from exc
 
     @staticmethod
     def _participate(cmd: Command, user_id: int) -> None:
@@ -542,7 +552,7 @@ def copy_to(cmd: Command, users, by: User | None, comment: str | None) -> list[s
 
 
 def task_row(session, task_id: str) -> TaskRow:
-    found = session.execute(TASK_BY_ID, {"id": str(task_id)}).first() if is_uuid(task_id) else None
+    found = session.execute(TASK_BY_ID, {"id": str(task_id)}).first()
     if found is None:
         raise NotFound(f"task {task_id} not found")
     return TaskRow(**found._mapping)

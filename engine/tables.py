@@ -1,5 +1,7 @@
 """Statements on the hot paths, built once (building one costs more than running it on SQLite),
-and the small conversions every side shares. Commands and the read side both use these."""
+and the small conversions every side shares. Commands and the read side both use these.
+Ids arrive parsed: webui/edge.py is the one parser of ids from the outside (instance ids are
+ints, task ids strings); an id that names nothing is simply not found."""
 from __future__ import annotations
 
 from contextvars import ContextVar
@@ -114,11 +116,12 @@ def is_uuid(value) -> bool:
 
 
 def instance_id(value) -> int:
-    """An instance id from the outside (path, form): anything that is not one is not found."""
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise NotFound(f"instance {value} not found") from None
+    """An instance id handed to the engine directly (the CLI, other engine code): anything that is
+    not a plain id in range is not found. Requests are checked before, by webui/edge.py."""
+    text_value = str(value)
+    if not (text_value.isascii() and text_value.isdigit()) or not 1 <= int(text_value) <= 2 ** 31 - 1:
+        raise NotFound(f"instance {value} not found")
+    return int(text_value)
 
 
 def json_safe(value):

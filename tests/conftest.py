@@ -1,30 +1,58 @@
 """Shared fixtures. Every test runs on SQLite; with SALESFLOW_TEST_DATABASE_URL set
 (CI sets it to the local PostgreSQL) the database tests run on PostgreSQL too.
-A PostgreSQL URL that does not answer fails the run: it is never skipped."""
+A PostgreSQL URL that does not answer fails the run: it is never skipped.
+
+Databases come from templates built once per run: migrated (`database` for a test that deploys
+workflows of its own), or migrated, deployed and seeded with the demo organisation (`database`
+of a test that uses `engine`: the demo's password is hashed and the workflows are deployed once,
+not in every setup). SQLite: the template file is copied. PostgreSQL: the tables are emptied and
+the template's rows inserted again, with the sequences set past them. Parsed definitions are
+shared by every Engine of the run (engine.definitions caches them by content hash).
+Helpers every test module shares live in tests/helpers.py."""
 from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timezone
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import func, insert, select, text
 
 from engine.db import Database
 from engine.demo import seed_demo
 from engine.models import Base
-import engine.auth_state  # noqa: F401 - its tables are truncated between PostgreSQL tests too
+import engine.auth_state  # noqa: F401 - its tables are emptied between PostgreSQL tests too
 from engine.runtime import Engine
+from tests.helpers import PDF, at, copy_workflows, invoice, invoiced  # noqa: F401 - modules import these from here
 
 PG_URL = os.environ.get("SALESFLOW_TEST_DATABASE_URL")
 BACKENDS = ["sqlite"] + (["postgresql"] if PG_URL else [])
+TABLES = Base.metadata.sorted_tables  # parents first
+
+
+def _deploy_and_seed(db: Database) -> None:
+    eng = Engine(db)
+    eng.deploy()
+    with db.write() as session:
+        seed_demo(session)
 
 
 @pytest.fixture(scope="session")
 def sqlite_template(tmp_path_factory):
+    """A migrated, empty SQLite database file."""
     path = tmp_path_factory.mktemp("template") / "template.sqlite3"
     db = Database(f"sqlite:///{path}")
     db.migrate()
+    db.dispose()  # the last connection checkpoints the WAL into the file
+    return path
+
+
+@pytest.fixture(scope="session")
+def sqlite_seeded_template(tmp_path_factory, sqlite_template):
+    """The migrated template, deployed and seeded with the demo organisation."""
+    path = tmp_path_factory.mktemp("template") / "seeded.sqlite3"
+    shutil.copy(sqlite_template, path)
+    db = Database(f"sqlite:///{path}")
+    _deploy_and_seed(db)
     db.dispose()
     return path
 
@@ -48,51 +76,65 @@ def pg_migrated():
     admin.dispose()
 
 
+def _pg_reset(db: Database, rows: dict | None = None) -> None:
+    """Empty every table (identities restarted), then insert `rows` (table name -> rows) and move
+    each sequence past the ids inserted: a test starts from exactly the template's state."""
+    names = ", ".join(t.name for t in reversed(TABLES))
+    with db.write_engine.begin() as conn:
+        conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        for table in TABLES:
+            if rows and rows.get(table.name):
+                conn.execute(insert(table), rows[table.name])
+                (key, *more) = table.primary_key.columns
+                if not more and key.type.python_type is int:  # no sequence: setval(NULL) does nothing
+                    conn.execute(text("SELECT setval(pg_get_serial_sequence(:t, :c), :v)"),
+                                 {"t": table.name, "c": key.name, "v": conn.scalar(select(func.max(key)))})
+
+
+@pytest.fixture(scope="session")
+def pg_seeded_rows(pg_migrated):
+    """Every row of the deployed and seeded PostgreSQL database, by table (the snapshot tests start from)."""
+    db = Database(pg_migrated)
+    _pg_reset(db)
+    _deploy_and_seed(db)
+    with db.write_engine.connect() as conn:
+        rows = {t.name: [dict(r._mapping) for r in conn.execute(select(t))] for t in TABLES}
+    db.dispose()
+    return rows
+
+
 @pytest.fixture(params=BACKENDS)
 def database(request, tmp_path, sqlite_template):
+    """The test's database: deployed and seeded when the test uses `engine`, else migrated and empty."""
+    seeded = "engine" in request.fixturenames
     if request.param == "sqlite":
         path = tmp_path / "salesflow.sqlite3"
-        shutil.copy(sqlite_template, path)
+        shutil.copy(request.getfixturevalue("sqlite_seeded_template") if seeded else sqlite_template, path)
         db = Database(f"sqlite:///{path}")
     else:
-        url = request.getfixturevalue("pg_migrated")
-        db = Database(url)
-        names = ", ".join(t.name for t in reversed(Base.metadata.sorted_tables))
-        with db.write_engine.begin() as conn:
-            conn.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        db = Database(request.getfixturevalue("pg_migrated"))
+        _pg_reset(db, request.getfixturevalue("pg_seeded_rows") if seeded else None)
+    db.seeded = seeded
     yield db
     db.dispose()
 
 
-PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj <</Type /Catalog>> endobj\ntrailer <</Root 1 0 R>>\n%%EOF\n"
-
-
-def invoice(engine, username: str, name: str = "发票.pdf") -> str:
-    """Upload a (tiny, real) PDF invoice as `username`; returns its attachment id."""
-    import io
-    return engine.upload(username, io.BytesIO(PDF), name)["id"]
-
-
-def invoiced(engine, username: str, data: dict) -> dict:
-    """An expense claim's data with an invoice of `username`'s attached (expense claims require one)."""
-    return {**data, "invoices": data.get("invoices") or [invoice(engine, username)]}
-
-
 @pytest.fixture
 def engine(database, tmp_path):
+    """An Engine on the demo organisation with the workflows deployed; attachments in tmp_path."""
     from engine.attachments import Storage
     eng = Engine(database)
     eng.storage = Storage(f"file://{tmp_path / 'files'}")
-    eng.setup()
-    with database.write() as session:
-        seed_demo(session)
+    if getattr(database, "seeded", False):
+        assert eng.deploy() == [], "the seeded template is older than workflows/"
+    else:  # a database fixture of its own (tests/browser): set it up here
+        eng.setup()
+        with database.write() as session:
+            seed_demo(session)
     return eng
 
 
-def at(text_value: str) -> datetime:
-    """An aware datetime from 'YYYY-MM-DDTHH:MM' (+08:00 unless given)."""
-    value = datetime.fromisoformat(text_value)
-    if value.tzinfo is None:
-        from zoneinfo import ZoneInfo
-        value = value.replace(tzinfo=ZoneInfo("Asia/Shanghai"))
-    return value.astimezone(timezone.utc)
+@pytest.fixture
+def workflows(tmp_path):
+    """A private copy of workflows/ a test may edit (tests.helpers.edit), then deploy with make_engine."""
+    return copy_workflows(tmp_path / "workflows")

@@ -105,7 +105,7 @@ def create_app(config: dict | None = None, engine: Engine | None = None, setup: 
         engine = Engine(Database(app.config.get("DATABASE_URL") or database_url(instance_path)))
         if setup:
             engine.setup()
-    if getattr(engine, "_storage", None) is None:
+    if isinstance(engine, Engine) and getattr(engine, "_storage", None) is None:
         from engine.attachments import Storage
         engine.storage = Storage(files_url(instance_path))
     app.extensions["salesflow"] = engine

@@ -14,7 +14,7 @@ from ..forms import validate_form
 from ..models import Attachment, Comment, HistoryEvent, Timer
 from ..queries import instance_dict
 from ..runner import Command, InstanceRow, copy_to
-from ..tables import CANDIDATE_TABLE, INSERT_INSTANCE, TASK_TABLE, instance_id as parse_instance_id, iso, usernames
+from ..tables import CANDIDATE_TABLE, INSERT_INSTANCE, TASK_TABLE, iso, usernames
 from ..services import release_reservations
 from .tasks import complete_loaded
 
@@ -82,7 +82,7 @@ def _subject(session, parsed, actor, initial: dict):
 
 
 def withdraw(rt, instance_id, username: str) -> dict:
-    with rt.command(username, instance_id=parse_instance_id(instance_id)) as cmd:
+    with rt.command(username, instance_id=instance_id) as cmd:
         session, inst, actor = cmd.session, cmd.instance, cmd.actor
         if not can_see(session, inst, actor):
             raise NotFound(f"instance {instance_id} not found")
@@ -115,7 +115,7 @@ MENTION = re.compile(r"@([A-Za-z0-9_.\-]+)")
 def copy(rt, instance_id, username: str, users, comment: str | None = None) -> dict:
     """CC (抄送) by anyone who can see the instance: each user may then read it, its comments and
     attachments, and comment; they decide nothing."""
-    with rt.command(username, instance_id=parse_instance_id(instance_id)) as cmd:
+    with rt.command(username, instance_id=instance_id) as cmd:
         session, actor = cmd.session, cmd.actor
         if not can_see(session, cmd.instance, actor):
             raise NotFound(f"instance {instance_id} not found")
@@ -142,7 +142,7 @@ def copy(rt, instance_id, username: str, users, comment: str | None = None) -> d
 def urge(rt, instance_id, username: str, comment: str | None = None) -> dict:
     """催办 by the starter or the subject: the owners (or candidates) of the open tasks are told.
     At most once an hour per instance."""
-    with rt.command(username, instance_id=parse_instance_id(instance_id)) as cmd:
+    with rt.command(username, instance_id=instance_id) as cmd:
         session, inst, actor = cmd.session, cmd.instance, cmd.actor
         if not can_see(session, inst, actor):
             raise NotFound(f"instance {instance_id} not found")
@@ -175,7 +175,7 @@ def urge(rt, instance_id, username: str, comment: str | None = None) -> dict:
 def comment(rt, instance_id, username: str, text, attachments=None) -> dict:
     """A comment on the instance's thread, by anyone who can see it; @username tells that user
     when they can see the instance too."""
-    with rt.command(username, instance_id=parse_instance_id(instance_id)) as cmd:
+    with rt.command(username, instance_id=instance_id) as cmd:
         session, inst, actor = cmd.session, cmd.instance, cmd.actor
         if not can_see(session, inst, actor):
             raise NotFound(f"instance {instance_id} not found")

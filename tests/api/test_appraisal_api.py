@@ -11,6 +11,7 @@ from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from tests.helpers import by_name, events
 
 TZ = ZoneInfo("Asia/Shanghai")
 INDICATORS = ["sales_achievement", "new_customers", "collection_rate", "lead_conversion",
@@ -36,14 +37,6 @@ def scores(*values):
 
 def evaluation(*values):
     return {"scores": scores(*values), "report": "本期表现稳定，详见附件报告。"}
-
-
-def by_name(inst):
-    return {t["name"]: t for t in inst["tasks"]}
-
-
-def events(inst, action):
-    return [h for h in inst["history"] if h["action"] == action]
 
 
 def due(task) -> datetime:
@@ -209,7 +202,8 @@ def test_result_talk_needs_thirty_minutes_and_an_improvement_plan(api):
                         ({**TALK, "improvement_plan": "  "}, "improvement_plan")]:
         r = api.post("dave", f"/tasks/{talk['id']}/complete", json={"data": data})
         assert r.status_code == 422 and list(r.get_json()["errors"]) == [field], data
-    assert "30 minutes" in r.get_json()["errors"].get("talk_minutes", "30 minutes")
+        if data.get("talk_minutes") in (20, 29):  # the form's own message, not jsonschema's
+            assert r.get_json()["errors"]["talk_minutes"] == "the result talk must last at least 30 minutes"
     assert api.post("alice", f"/tasks/{talk['id']}/complete", json={"data": TALK}).status_code == 403
     inst = api.complete("dave", talk["id"], {**TALK, "talk_minutes": 30})["instance"]
     assert set(by_name(inst)) == {"employee_decision"} and inst["data"]["result_talk"]["talk_minutes"] == 30
@@ -377,10 +371,10 @@ def test_only_the_employee_their_manager_and_reviewers_see_the_appraisal(api):
     for user in ("alice", "dave", "ivan", "frank"):  # frank: dave's manager
         assert api.get(user, path).status_code == 200, user
     for user in ("bob", "carol", "erin", "grace", "heidi"):
-        assert api.get(user, path).status_code in (403, 404), user
-        assert api.get(user, f"{path}/diagram.svg").status_code in (403, 404), user
+        assert api.get(user, path).status_code == 404, user
+        assert api.get(user, f"{path}/diagram.svg").status_code == 404, user
     task = api.open_task(inst, "self_evaluation")
-    assert api.get("bob", f"/tasks/{task['id']}").status_code in (403, 404)
+    assert api.get("bob", f"/tasks/{task['id']}").status_code == 404
     assert api.post("bob", f"/tasks/{task['id']}/complete", json={"data": SELF}).status_code == 403
     assert inst["id"] not in [i["id"] for i in api.get("bob", "/instances").get_json()]
     assert inst["id"] in [i["id"] for i in api.get("dave", "/instances?process_id=performance_appraisal").get_json()]

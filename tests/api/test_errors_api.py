@@ -1,19 +1,10 @@
 """Engine bugs and database errors through the API: a 500 with a plain message, nothing written."""
 from __future__ import annotations
 
-from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 
-from engine.models import BudgetEntry, HistoryEvent, HumanTask, ProcessInstance
 from engine.services import Services
-
-CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "client visit"}
-
-
-def counts(engine):
-    with engine.db.read() as s:
-        return tuple(s.scalar(select(func.count()).select_from(t)) for t in
-                     (ProcessInstance, HumanTask, HistoryEvent, BudgetEntry))
+from tests.helpers import CLAIM, counts
 
 
 def test_a_bug_in_a_service_is_a_500_not_a_422_and_nothing_is_written(api, engine, monkeypatch):

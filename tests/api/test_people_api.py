@@ -1,7 +1,7 @@
 """People and notifications through the JSON API (CONTRACT "Notifications", "People")."""
 from __future__ import annotations
 
-CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "拜访客户 client visit"}
+from tests.helpers import CLAIM
 
 
 def test_me_get_and_patch(api):

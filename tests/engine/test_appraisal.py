@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 
 from engine.errors import Conflict
-from tests.conftest import at
+from tests.helpers import at, history, open_tasks
 
 INDICATORS = ["sales_achievement", "new_customers", "collection_rate", "lead_conversion",
               "customer_satisfaction", "compliance", "teamwork", "learning"]
@@ -38,14 +38,6 @@ def scores(*values):
 
 def evaluation(*values):
     return {"scores": scores(*values), "report": "本季度表现稳定，详见附件报告。"}
-
-
-def open_tasks(engine, iid):
-    return {t["name"]: t for t in engine.instance(iid, "admin")["tasks"]}
-
-
-def history(engine, iid, action=None):
-    return [e for e in engine.instance(iid, "admin")["history"] if action is None or e["action"] == action]
 
 
 def start(engine, start_data=Q3, when="2025-09-30T18:00"):

@@ -12,7 +12,7 @@ import pytest
 
 from engine.errors import Conflict
 
-from tests.conftest import at
+from tests.helpers import at, history, open_tasks
 
 T0 = "2025-03-03T10:00"  # a Monday
 GENERAL = {"customer": "上海远景贸易有限公司", "amount": 120000, "payment_terms": "standard",
@@ -29,15 +29,6 @@ def complete(engine, task_id, user, data, at=None):
 
 def contract(**changes):
     return {**GENERAL, **changes}
-
-
-def open_tasks(engine, instance_id, user="admin"):
-    return {t["name"]: t for t in engine.instance(instance_id, user)["tasks"]}
-
-
-def history(engine, instance_id, action=None):
-    events = engine.instance(instance_id, "admin")["history"]
-    return [e for e in events if action is None or e["action"] == action]
 
 
 def approve(comment="同意"):

@@ -4,45 +4,17 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 from sqlalchemy import func, inspect, select, text
 
 from engine.definitions import DefinitionError, WorkflowDirectory, parse_bundle
-from engine.demo import seed_demo
 from engine.errors import Conflict, ProcessError, ValidationFailed
 from engine.expressions import ExpressionError, RestrictedEnvironment
 from engine.calendar import BusinessCalendar
 from engine.models import HistoryEvent, HumanTask, ProcessDefinition, ProcessInstance
 from engine.runtime import DEFAULT_WORKFLOWS_DIR, Engine
-from tests.conftest import invoiced
-
-CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "client visit"}
-APPROVE = {"decision": "approve", "comment": "ok"}
-
-
-@pytest.fixture
-def workflows(tmp_path) -> Path:
-    """A private copy of workflows/ a test may edit."""
-    target = tmp_path / "workflows"
-    shutil.copytree(DEFAULT_WORKFLOWS_DIR, target, ignore=shutil.ignore_patterns("__pycache__", "__init__.py"))
-    return target
-
-
-def make_engine(database, workflows: Path) -> Engine:
-    eng = Engine(database, workflows)
-    eng.setup()
-    with database.write() as session:
-        seed_demo(session)
-    return eng
-
-
-def edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path.name}"
-    path.write_text(text.replace(old, new), encoding="utf-8")
-
+from tests.helpers import APPROVE, CLAIM, edit, everything, invoiced, make_engine
 
 def snapshot(eng: Engine, instance_id: int):
     with eng.db.read() as s:
@@ -65,6 +37,47 @@ def test_a_failing_expression_rolls_the_whole_command_back(database, workflows):
     assert snapshot(eng, inst["id"]) == before  # state, version, tasks and history untouched
     # the task is still open and dave still sees it
     assert [t["id"] for t in eng.tasks("dave")] == [task["id"]]
+
+
+def test_a_command_failing_after_it_wrote_leaves_no_trace(database, workflows):
+    """The end event's copy condition fails after budget.consume booked the spending and released the
+    reservation (statements already sent to the database): the whole command rolls back, every table
+    is as it was."""
+    edit(workflows / "expense_approval.bpmn", 'name="ccCondition" value="needs_special_approval"',
+         'name="ccCondition" value="needs_special_approvall"')
+    eng = make_engine(database, workflows)
+    inst = eng.start("expense_approval", "alice", invoiced(eng, "alice", CLAIM))
+    finance = eng.complete(inst["tasks"][0]["id"], "dave", APPROVE)["tasks"][0]
+    before = everything(database)
+    assert [row[-1] for row in before["budget_entries"]] == ["'reserved'"]
+    with pytest.raises(ProcessError) as err:
+        eng.complete(finance["id"], "heidi", APPROVE)
+    assert "needs_special_approvall" in err.value.message
+    assert everything(database) == before
+
+
+def test_a_command_failing_after_it_saved_everything_is_rolled_back_whole(engine, monkeypatch):
+    """A failure after the command wrote its instance, tasks, participants, history and notifications
+    (simulated: the save itself succeeds, then something raises) leaves nothing: start and complete."""
+    claim = invoiced(engine, "alice", CLAIM)  # the upload is its own transaction, before the command
+    before = everything(engine.db)
+    save = Engine._save
+
+    def save_then_fail(self, cmd, wf=None):
+        save(self, cmd, wf)
+        cmd.session.flush()
+        raise RuntimeError("the disk is full")
+    monkeypatch.setattr(Engine, "_save", save_then_fail)
+    with pytest.raises(RuntimeError):
+        engine.start("expense_approval", "alice", claim)
+    assert everything(engine.db) == before  # the invoice stays unlinked, as it was
+    monkeypatch.setattr(Engine, "_save", save)
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
+    before = everything(engine.db)
+    monkeypatch.setattr(Engine, "_save", save_then_fail)
+    with pytest.raises(RuntimeError):
+        engine.complete(inst["tasks"][0]["id"], "dave", APPROVE)
+    assert everything(engine.db) == before
 
 
 def test_an_instance_changed_behind_the_command_is_a_conflict_and_nothing_is_written(database, workflows, monkeypatch):

@@ -10,23 +10,12 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import func, select
 
 from engine.commands import timers as timer_commands
 from engine.definitions import DefinitionError, WorkflowDirectory, parse_bundle
 from engine.errors import ProcessError
-from engine.models import BudgetEntry, HistoryEvent, HumanTask, ProcessInstance
 from engine.runtime import DEFAULT_WORKFLOWS_DIR
-from tests.conftest import at, invoiced
-
-CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "client visit"}
-APPROVE = {"decision": "approve", "comment": "ok"}
-
-
-def counts(engine):
-    with engine.db.read() as s:
-        return tuple(s.scalar(select(func.count()).select_from(t)) for t in
-                     (ProcessInstance, HumanTask, HistoryEvent, BudgetEntry))
+from tests.helpers import CLAIM, at, counts, invoiced
 
 
 def test_what_the_process_got_wrong_stays_a_422_with_its_cause(engine, monkeypatch):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 import time
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from engine.calendar import BusinessCalendar
 from engine.definitions import DefinitionError, WorkflowDirectory, parse_bundle
 from engine.expressions import ExpressionError, RestrictedEnvironment, compile_expression
+from tests.helpers import edit
 
 WORKFLOWS = Path(__file__).resolve().parents[2] / "workflows"
 
@@ -88,17 +88,8 @@ def test_ordinary_evaluation_is_unchanged(env):
 
 
 # ---------------------------------------------------------------- deploy checks every expression
-@pytest.fixture
-def workflows(tmp_path):
-    target = tmp_path / "workflows"
-    shutil.copytree(WORKFLOWS, target)
-    return target
-
-
-def _edit(path: Path, old: str, new: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    assert old in text, f"{old!r} not in {path.name}"
-    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+def edit_first(path: Path, old: str, new: str) -> None:
+    edit(path, old, new, count=1)
 
 
 def _deploy(workflows: Path, process_id: str = "expense_approval"):
@@ -116,7 +107,7 @@ def test_the_shipped_workflows_deploy(workflows):
 
 
 def test_a_power_bomb_in_a_service_parameter_is_refused(workflows):
-    _edit(workflows / "expense_approval.bpmn", 'id="amount" type="any" value="amount"',
+    edit_first(workflows / "expense_approval.bpmn", 'id="amount" type="any" value="amount"',
           'id="amount" type="any" value="9**9**9"')
     with pytest.raises(DefinitionError, match="power"):
         _deploy(workflows)
@@ -124,7 +115,7 @@ def test_a_power_bomb_in_a_service_parameter_is_refused(workflows):
 
 def test_a_repetition_bomb_in_a_timer_is_refused(workflows):
     path = next(p for p in workflows.glob("*.bpmn") if "working_days_after(today(), 2)" in p.read_text("utf-8"))
-    _edit(path, "working_days_after(today(), 2)", "working_days_after(today(), 2) + 'x' * 10**9")
+    edit_first(path, "working_days_after(today(), 2)", "working_days_after(today(), 2) + 'x' * 10**9")
     catalog = WorkflowDirectory(workflows).bundles()
     pid = next(p for p, b in catalog.items() if path.name in b["bpmn"])
     with pytest.raises(DefinitionError, match="repeating"):

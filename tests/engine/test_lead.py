@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 
 from engine.models import HumanTask, Timer
-from tests.conftest import at
+from tests.helpers import at
 
 LEAD = {"company": "苏州华达机械有限公司", "contact": "王经理 13800000000", "source": "trade_show"}
 CONTRACT = {"customer": "苏州华达机械有限公司", "amount": 260000, "payment_terms": "standard",

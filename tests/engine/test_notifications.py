@@ -3,7 +3,6 @@ the test process — recipients, language, links, Message-ID, a server that goes
 workers at once; reminders the working day before a task falls due; out of office."""
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from datetime import timedelta
@@ -14,10 +13,8 @@ from aiosmtpd.controller import Controller
 from sqlalchemy import select
 
 from engine.models import OutboxMail, User
-from tests.conftest import at, invoiced
+from tests.helpers import APPROVE, CLAIM, at, free_port, invoiced
 
-CLAIM = {"category": "travel", "amount": 1200, "incurred_on": "2026-11-10", "description": "拜访客户 client visit"}
-APPROVE = {"decision": "approve", "comment": "同意"}
 BASE = "https://salesflow.example.com"
 
 
@@ -35,12 +32,6 @@ class Inbox:
 
     def to(self, address):
         return [m for rcpt, m in self.messages if address in rcpt]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ worker doing the work however many server processes there are; `--no-worker` lea
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -15,15 +14,10 @@ from sqlalchemy import select
 from engine.db import Database
 from engine.models import Timer
 from engine.runtime import Engine
-from tests.conftest import at
+from tests.helpers import at
+from tests.helpers import free_port
 
 Q3 = {"employee": "alice", "period": "2025-Q3", "cycle": "quarterly", "period_end": "2025-09-30"}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def prepared(instance: Path) -> Database:

@@ -1,0 +1,82 @@
+"""webui/formrender.py on its own (in a request context, per language): messages translated,
+values formatted, data described, HTML form fields parsed by the schema's types."""
+from __future__ import annotations
+
+import pytest
+from werkzeug.datastructures import MultiDict
+
+from webui import create_app, formrender as fr
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    return create_app({"INSTANCE_PATH": str(tmp_path_factory.mktemp("fr")), "SECRET_KEY": "x", "TESTING": True,
+                       "SALESFLOW_DATABASE_URL": "sqlite://"}, engine=object())
+
+
+@pytest.fixture(params=["en", "zh"])
+def lang(app, request):
+    from flask import session
+    with app.test_request_context("/"):
+        session["lang"] = "en" if request.param == "en" else "zh-CN"
+        yield request.param
+
+
+def test_messages_in_the_users_language(lang):
+    assert fr.lang() == lang
+    assert fr.translate_message("unknown field") != "" and isinstance(fr.translate_message(3), str)
+    assert fr.translate_message("something the engine never says") == "something the engine never says"
+    typed = fr.translate_message("must be of type integer")
+    assert typed == ("must be a whole number" if lang == "en" else typed) and "integer" not in typed
+    returned = fr.translate_message("this request was already returned 20 times, the most allowed")
+    assert "20" in returned
+    zh = fr.error_zh({"properties": {"m": {"x-error": "at least 30", "x-error-zh": "至少30分钟"}},
+                      "items": [{"x-error": "e", "x-error-zh": "错"}]})
+    assert zh == {"at least 30": "至少30分钟", "e": "错"}
+    assert fr.translate_message("at least 30", zh) == ("至少30分钟" if lang == "zh" else "at least 30")
+    assert fr.translate_error_dict({"a": "at least 30"}) == {"a": "at least 30"}
+    assert fr.translate_error_dict(None) == {}
+
+
+def test_times_are_shown_in_company_time(lang):
+    assert fr.localtime("2026-11-10T02:30:00+00:00") == "2026-11-10 10:30"
+    assert fr.localtime("2026-11-10T10:30") == "2026-11-10 10:30"  # no zone: company time already
+    assert fr.localtime("not a time") == "" and fr.localtime(None) == ""
+
+
+def test_values_are_formatted(lang):
+    assert fr.format_value("x", None) == "—" and fr.format_value("x", "") == "—"
+    assert fr.format_value("x", True) in ("Yes", "是") and fr.format_value("x", False) in ("No", "否")
+    assert fr.format_value("amount", 1200000.0) == "¥1,200,000.00"  # money: yuan with two decimals
+    assert fr.format_value("amount", 1234.5) == "¥1,234.50"
+    prop = {"x-enum-titles": {"approve": {"en": "Approve", "zh": "同意"}}}
+    assert fr.format_value("decision", "approve", prop) == ("Approve" if lang == "en" else "同意")
+    assert fr.format_value("tags", ["a", "b"]) == "a, b" and fr.format_value("tags", []) == "—"
+    assert fr.format_value("at", "2026-11-10T02:30:00+00:00") == "2026-11-10 10:30"
+    assert fr.format_value("submitter", "alice", None, {"alice": "Alice 艾丽斯"}) == "Alice 艾丽斯"
+
+
+def test_data_is_described_form_fields_first_and_nested_as_sub_lists(lang):
+    fields = {"amount": {"title": "Amount", "x-title-zh": "金额"},
+              "review": {"title": "Review", "properties": {"comment": {"title": "Comment", "x-title-zh": "意见"}}}}
+    items = fr.describe({"note_text": "n", "review": {"comment": "ok"}, "amount": 5}, fields, hide=())
+    assert [i.key for i in items] == ["review", "amount", "note_text"]
+    assert items[2].label == "Note text" and items[1].label == ("Amount" if lang == "en" else "金额")
+    assert fr.flatten(items)[0] == (items[0].label, f"{'Comment' if lang == 'en' else '意见'}: ok")
+    assert fr.describe({"a": 1, "b": 2}, None, hide=("a",))[0].key == "b"
+    assert fr.describe("not a dict") == []
+
+
+def test_html_forms_are_parsed_by_the_schemas_types(lang):
+    schema = {"type": "object", "required": ["group"], "properties": {
+        "n": {"type": "integer"}, "x": {"type": "number"}, "flag": {"type": "boolean"},
+        "text": {"type": "string"}, "notes": {"type": "string", "format": "textarea"},
+        "group": {"type": "object", "properties": {"a": {"type": "number"}}},
+    }}
+    form = MultiDict({"n": "3.0", "x": "2", "flag": "on", "text": "  t  ", "group.a": "1.5"})
+    assert fr.parse_form(schema, form) == {"n": 3, "x": 2, "flag": True, "text": "t", "group": {"a": 1.5}}
+    odd = fr.parse_form(schema, MultiDict({"n": "3.5", "x": "inf", "text": "   "}))
+    assert odd == {"n": "3.5", "x": "inf", "flag": False, "group": {}}  # left for the engine to refuse
+    assert fr.raw_values(MultiDict([("csrf_token", "t"), ("a", "1"), ("b", "1"), ("b", "2")])) == {"a": "1", "b": ["1", "2"]}
+    assert fr.general_errors(schema, {"_form": "unknown field", "n": "bad", "ghost": "unknown field"}) == [
+        fr.translate_message("unknown field"), f"ghost: {fr.translate_message('unknown field')}"]
