@@ -153,3 +153,29 @@ def test_participants_add_supporting_files_and_attach_them_to_comments(api):
     assert thread[0]["attachments"][0]["filename"] == "发票.pdf"
     assert api.get("dave", f"/attachments/{note}").status_code == 200
     assert photo != note
+
+
+def test_unlinked_uploads_are_purged_after_a_day_and_linked_ones_stay(api, engine):
+    from datetime import timedelta
+
+    from engine import clock
+    from engine.models import Attachment
+    stray = api.invoice("alice")
+    kept = api.invoice("alice")
+    api.start("alice", "expense_approval", {**CLAIM, "invoices": [kept]})
+    assert engine.work(at=clock.now() + timedelta(hours=23))["purged"] == 0
+    assert engine.work(at=clock.now() + timedelta(days=1, minutes=1))["purged"] == 1
+    with engine.db.read() as s:
+        assert s.get(Attachment, stray) is None and s.get(Attachment, kept) is not None
+    assert api.get("alice", f"/attachments/{stray}").status_code == 404
+    assert api.get("alice", f"/attachments/{kept}").status_code == 200  # its bytes are still in the store
+
+
+def test_files_live_in_any_fsspec_store(engine):
+    import io
+
+    from engine.attachments import Storage
+    engine.storage = Storage("memory://salesflow-test")
+    meta = engine.upload("alice", io.BytesIO(PDF), "inv.pdf")
+    opened, handle = engine.open_attachment(meta["id"], "alice")
+    assert handle.read() == PDF and opened["content_type"] == "application/pdf"
