@@ -145,13 +145,14 @@ def test_a_command_reads_its_task_again_once_it_holds_the_instance(pg_engine, mo
 def test_a_claim_reads_its_regions_budget_only_holding_the_region_row(pg_engine):
     """Two claims of one region must not read the budget at once: budget.reserve locks the region row
     first (on SQLite the write transaction serialises them already)."""
+    data = invoiced(pg_engine, "alice", CLAIM)  # its invoice uploaded before: an upload touches no region
     with pg_engine.db.write_engine.connect() as conn:
         with conn.begin():
             # as another claim's update would: the new claim's rows may still refer to the region
             # (FOR KEY SHARE), but its FOR UPDATE must wait
             conn.execute(text("SELECT id FROM regions WHERE code = 'east' FOR NO KEY UPDATE"))
             holder = conn.scalar(text("SELECT pg_backend_pid()"))
-            claim = InThread(pg_engine.start, "expense_approval", "alice", CLAIM)
+            claim = InThread(pg_engine.start, "expense_approval", "alice", data)
             until(lambda: claim.done.is_set() or blocked_by(pg_engine, holder), "the claim to wait or finish")
             assert not claim.done.is_set(), "the claim read the budget without locking the region"
             waiting = blocked_by(pg_engine, holder)
