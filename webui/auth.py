@@ -9,7 +9,7 @@ answer is 429 with Retry-After, whatever the password.
 from __future__ import annotations
 
 import secrets
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta, timezone
 from types import SimpleNamespace
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
