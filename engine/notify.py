@@ -134,18 +134,29 @@ def unread_count(rt, username: str) -> int:
 
 def mark_read(rt, username: str, notification_id=None, *, now: datetime) -> int:
     """Mark one notification (or, without an id, all of the user's) read. Returns how many changed."""
+    if notification_id is not None:
+        return int(not read_one(rt, username, notification_id, now=now)["was_read"])
     with rt.db.write() as session:
         user = access.actor(session, username)
-        stmt = update(Notification).where(Notification.user_id == user.id, Notification.read_at.is_(None))
-        if notification_id is not None:
-            try:
-                nid = int(notification_id)
-            except (TypeError, ValueError):
-                raise NotFound(f"notification {notification_id} not found") from None
-            if session.get(Notification, nid) is None or session.get(Notification, nid).user_id != user.id:
-                raise NotFound(f"notification {notification_id} not found")
-            stmt = stmt.where(Notification.id == nid)
-        return session.execute(stmt.values(read_at=now)).rowcount
+        return session.execute(update(Notification).where(
+            Notification.user_id == user.id, Notification.read_at.is_(None)).values(read_at=now)).rowcount
+
+
+def read_one(rt, username: str, notification_id, *, now: datetime) -> dict:
+    """Mark one of the user's notifications read (404 for anyone else's); returns what it is about:
+    {kind, instance_id, task_id, was_read}."""
+    with rt.db.write() as session:
+        user = access.actor(session, username)
+        try:
+            row = session.get(Notification, int(notification_id))
+        except (TypeError, ValueError):
+            row = None
+        if row is None or row.user_id != user.id:
+            raise NotFound(f"notification {notification_id} not found")
+        was_read = row.read_at is not None
+        if not was_read:
+            row.read_at = now
+        return {"kind": row.kind, "instance_id": row.instance_id, "task_id": row.task_id, "was_read": was_read}
 
 
 # ---------------------------------------------------------------- the worker's passes

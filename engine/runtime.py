@@ -156,6 +156,9 @@ class Engine(Runner):
     def mark_read(self, username: str, notification_id=None) -> int:
         return notify.mark_read(self, username, notification_id, now=clock.now())
 
+    def read_notification(self, username: str, notification_id) -> dict:
+        return notify.read_one(self, username, notification_id, now=clock.now())
+
     def work(self, *, smtp_url: str | None = None, mail_from: str | None = None, base_url: str | None = None,
              at: datetime | None = None) -> dict:
         """One pass of the background worker: due timers, reminders and overdue notices, the mail outbox."""

@@ -6,7 +6,7 @@ from flask import Blueprint, current_app, flash, redirect, render_template, requ
 from flask_babel import gettext as _
 from flask_login import current_user, login_required
 
-from engine.errors import EngineError, Forbidden, NotFound, ValidationFailed
+from engine.errors import EngineError, Forbidden, ValidationFailed
 
 from .formrender import lang, parse_time, translate_error_dict
 
@@ -51,11 +51,7 @@ def notifications():
 @login_required
 def notification_read(notification_id):
     """Mark one read and open what it is about."""
-    items = {str(n["id"]): n for n in engine().notifications(current_user.username, limit=500)}
-    item = items.get(str(notification_id))
-    if item is None:
-        raise NotFound(f"notification {notification_id} not found")
-    engine().mark_read(current_user.username, notification_id)
+    item = engine().read_notification(current_user.username, notification_id)
     if request.form.get("stay"):
         return redirect(url_for("people.notifications"))
     return redirect(_target(item))
