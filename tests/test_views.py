@@ -647,3 +647,12 @@ def test_inbox_marks_an_added_signers_task_and_shows_names(app):
     assert row and "加签人" in text_of(row.group(0))
     submitted = text_of(login(app, "alice").get("/"))
     assert "直属经理审批 · Dave 戴经理" in submitted and "· dave" not in submitted
+
+
+def test_a_refused_invoice_says_why_in_the_pages_language(app):
+    client = login(app, "alice")
+    r = client.post("/start/expense_approval", content_type="multipart/form-data",
+                    data={**CLAIM, "csrf_token": client.token, "invoices__upload": (io.BytesIO(b"MZ\x90\x00" * 20), "a.pdf")})
+    assert r.status_code == 422
+    assert "a.pdf: 不接受此类文件" in text_of(r)
+    assert app.extensions["salesflow"].instances("alice") == []

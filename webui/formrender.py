@@ -152,6 +152,10 @@ ENGINE_MESSAGES = frozenset({
     N_("this person is not active"),
     N_("administrators do not decide tasks"),
     N_("this person holds no role that decides this step"),
+    # attachments (engine/attachments.py)
+    N_("the file is larger than 20 MiB"),
+    N_("this kind of file is not accepted: PDF, OFD, XML, JPEG, PNG, XLSX or DOCX"),
+    N_("the file is empty"),
     # people (engine/people.py)
     N_("must be after from"),
     N_("must be an ISO-8601 date and time"),

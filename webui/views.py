@@ -355,7 +355,7 @@ def _store_uploads(schema, data: dict | None) -> dict:
                 meta = engine().upload(current_user.username, upload.stream, upload.filename)
             except EngineError as exc:
                 data.setdefault(key, [])
-                raise ValidationFailed({key: f"{upload.filename}: {exc.message}"}) from None
+                raise ValidationFailed({key: f"{upload.filename}: {translate_message(exc.message)}"}) from None
             stored[meta["id"]] = meta
             data.setdefault(key, []).append(meta["id"])
     return stored
