@@ -19,6 +19,16 @@ def actor(session, name: str) -> User:
     return user
 
 
+def command_actor(session, name: str, token: str | None = None) -> "org.Person":
+    """The acting user of a command, from the org chart (`token`: read with the command's lock);
+    unknown or inactive → Unauthorized."""
+    person = org.chart(session, token).by_name.get(name)
+    if person is None or not person.active:
+        raise Unauthorized(f"unknown or inactive user {name!r}")
+    current_lang.set("en" if person.locale == "en" else "zh")
+    return person
+
+
 def admin(session, name: str) -> User:
     """The acting administrator; anyone else → Forbidden (403)."""
     user = actor(session, name)
@@ -76,7 +86,7 @@ def check_can_act(session, inst, row, user: User) -> None:
     if row.assignee_id is None and is_candidate(session, row, user):
         return
     if row.assignee_id is not None and is_candidate(session, row, user):
-        raise Forbidden(f"task {row.id} is held by {username(session, row.assignee_id)}")
+        raise Forbidden(f"task {row.id} is held by {org.chart(session).username(row.assignee_id)}")
     raise Forbidden(f"task {row.id} is not yours")
 
 

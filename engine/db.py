@@ -81,8 +81,10 @@ class Database:
             self.write_engine = self.engine
         # one lock per SQLite file and process (every Database on the file shares it)
         self._write_lock = _sqlite_lock(self.url) if self.is_sqlite else None
-        self._read = sessionmaker(self.engine, expire_on_commit=False)
-        self._write = sessionmaker(self.write_engine, expire_on_commit=False)
+        # sessions know their database: engine/org.py keeps the org chart on it
+        self.org_chart = None
+        self._read = sessionmaker(self.engine, expire_on_commit=False, info={"database": self})
+        self._write = sessionmaker(self.write_engine, expire_on_commit=False, info={"database": self})
 
     @contextmanager
     def read(self):
@@ -112,8 +114,18 @@ class Database:
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
         cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
         with self.write_engine.connect() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            if self.is_sqlite:  # a table rebuilt by a migration must not cascade or refuse: keys off
+                conn.connection.driver_connection.execute("PRAGMA foreign_keys=OFF")  # (outside a transaction)
+            try:
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+            finally:
+                if self.is_sqlite:
+                    driver = conn.connection.driver_connection
+                    problems = driver.execute("PRAGMA foreign_key_check").fetchall()
+                    driver.execute("PRAGMA foreign_keys=ON")
+                    if problems:
+                        raise RuntimeError(f"the migration left rows whose references are broken: {problems[:5]}")
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -70,6 +70,14 @@ class User(Base):
         return {r.role for r in self.roles}
 
 
+class OrgVersion(Base):
+    """One row: a token that changes (database triggers, migration 0008) whenever users, their
+    roles or regions change. engine/org.py keeps the org chart in memory under it."""
+    __tablename__ = "org_version"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token: Mapped[str] = mapped_column(String(40))
+
+
 class UserRole(Base):
     __tablename__ = "user_roles"
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
@@ -170,8 +178,7 @@ class HumanTask(Base):
     data_key: Mapped[str | None] = mapped_column(String(80))
     is_approval: Mapped[bool] = mapped_column(Boolean, default=False)
     assignee_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
-    candidate_role: Mapped[str | None] = mapped_column(String(40))  # the lane's role, when a role owns it
-    region_id: Mapped[int | None] = mapped_column(ForeignKey("regions.id"))  # the instance's region
+    candidate_role: Mapped[str | None] = mapped_column(String(40))  # the lane's role (hand-over on role removal)
     status: Mapped[str] = mapped_column(String(20), index=True)
     due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     sort_due: Mapped[datetime] = mapped_column(UTCDateTime())  # due_at, or NO_DUE_DATE: inbox order
@@ -273,7 +280,8 @@ class Attachment(Base):
 
 
 class OutboxMail(Base):
-    """One mail per notification, written in the same transaction; the worker delivers it. A lease
+    """One mail per notification, written in the same transaction by the database itself (a trigger on
+    notifications, migration 0008: for a recipient with an address and mail on); the worker delivers it. A lease
     (`lease_until`) keeps two workers from sending one mail at once; `message_id` is stable, so a
     retry after a lost answer is recognisable as the same mail."""
     __tablename__ = "outbox"

@@ -13,7 +13,7 @@ from sqlalchemy import bindparam, func, insert, select, text, update
 
 from . import access
 from .errors import NotFound
-from .models import HumanTask, Notification, ProcessInstance, User, UTCDateTime
+from .models import HumanTask, Notification, ProcessInstance, User
 from .tables import iso
 
 KINDS = ("task_assigned", "returned", "outcome", "cc", "urge", "mention", "reminder", "overdue", "escalation")
@@ -41,26 +41,18 @@ VIA = {"transferred_by": {"zh": "（{0}转交）", "en": " (transferred by {0})"
        "added_by": {"zh": "（{0}请您加签）", "en": " ({0} added you as a signer)"},
        "for": {"zh": "（代{0}处理）", "en": " (for {0})"}}
 
-# One outbox row per new notification of the command, for recipients with an address and mail on.
-ADD_OUTBOX = text("""
-INSERT INTO outbox (notification_id, to_addr, status, created_at, next_attempt_at, attempts, message_id)
-SELECT n.id, u.email, 'pending', n.at, n.at, 0, '<notification-' || n.id || '@salesflow>'
-FROM notifications n JOIN users u ON u.id = n.user_id
-WHERE n.instance_id = :instance_id AND n.at = :at AND u.email IS NOT NULL AND u.email <> '' AND u.mail_notifications = :yes
-  AND NOT EXISTS (SELECT 1 FROM outbox o WHERE o.notification_id = n.id)""").bindparams(
-    bindparam("at", type_=UTCDateTime()), yes=True)
 _ADD = insert(Notification.__table__)
 
 
 def add(session, user_ids, kind: str, instance_id: int | None, task_id: str | None, at: datetime,
         actor_id: int | None = None, **params) -> None:
-    """Notifications outside a command (the worker's reminders): written with their mail."""
+    """Notifications outside a command (the worker's reminders); the database writes their mail
+    (the outbox trigger of migration 0008)."""
     rows = [{"user_id": uid, "kind": kind, "instance_id": instance_id, "task_id": task_id, "at": at,
              "actor_id": actor_id, "params": params, "read_at": None} for uid in dict.fromkeys(user_ids) if uid]
     if not rows:
         return
     session.execute(_ADD, rows)
-    session.execute(ADD_OUTBOX, {"instance_id": instance_id, "at": at})
 
 
 def describe(rt, session, n, lang: str) -> str:

@@ -1,15 +1,19 @@
 """The organisation: people, roles, regions, the manager chain, and who owns a lane."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-
-from sqlalchemy import bindparam, select
 import base64
 import hashlib
 import hmac
 import secrets
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from itertools import chain as chained
 
-from .models import User, UserRole
+from sqlalchemy import bindparam, event, select
+from sqlalchemy.orm import Session
+
+from .models import OrgVersion, Region, User, UserRole
 
 ADMIN_ROLE = "admin"
 # every role a person may hold, with its names (lanes.json and processes.json name these)
@@ -53,41 +57,145 @@ _USER_BY_NAME = select(User).where(User.username == bindparam("username"))  # bu
 
 
 def user_by_name(session, username: str) -> User | None:
+    """The ORM user (to change them); routing and commands read people from the chart instead."""
     return session.scalar(_USER_BY_NAME, {"username": username})
 
 
-_ROLE_HOLDERS = select(User).join(UserRole, UserRole.user_id == User.id) \
-    .where(UserRole.role == bindparam("role"), User.active.is_(True)).order_by(User.username)
-_ROLE_HOLDERS_IN_REGION = _ROLE_HOLDERS.where(User.region_id == bindparam("region_id"))
+# ------------------------------------------------------------------ the org chart, in memory
+@dataclass(frozen=True)
+class RegionInfo:
+    id: int
+    code: str
+    name: str
+    name_zh: str | None
+    name_en: str | None
+    manager_id: int | None
 
 
-def users_with_role(session, role: str, region_id: int | None = None) -> list[User]:
-    if region_id is None:
-        return list(session.scalars(_ROLE_HOLDERS, {"role": role}))
-    return list(session.scalars(_ROLE_HOLDERS_IN_REGION, {"role": role, "region_id": region_id}))
+@dataclass(frozen=True, eq=False)
+class Person:
+    """A user as the org chart holds them: read-only, with the attributes of `User` that routing,
+    access and commands read (to change a user, load the ORM `User`)."""
+    id: int
+    username: str
+    display_name: str
+    region_id: int | None
+    manager_id: int | None
+    active: bool
+    locale: str | None
+    email: str | None
+    mail_notifications: bool
+    ooo_from: datetime | None
+    ooo_until: datetime | None
+    ooo_delegate_id: int | None
+    role_names: frozenset = frozenset()
+    region: RegionInfo | None = None
 
 
-def manager_chain(session, user: User) -> list[User]:
+@dataclass
+class Chart:
+    """Everyone, their roles, regions and managers, as of one org token. Loaded in three statements
+    when the token changes (an administrator's edit, an import, an out-of-office change); every
+    command reads the token with its lock, so routing costs no statement at all otherwise."""
+    token: str
+    people: dict[int, Person]
+    by_name: dict[str, Person]
+    holders: dict[str, list[Person]] = field(default_factory=dict)  # role -> active holders, by username
+    children: dict[int, list[int]] = field(default_factory=dict)  # manager id -> direct reports
+
+    @classmethod
+    def load(cls, session, token: str) -> "Chart":
+        regions = {r.id: RegionInfo(r.id, r.code, r.name, r.name_zh, r.name_en, r.manager_id)
+                   for r in session.execute(select(Region.__table__))}
+        roles: dict[int, set[str]] = {}
+        for user_id, role in session.execute(select(UserRole.__table__.c.user_id, UserRole.__table__.c.role)):
+            roles.setdefault(user_id, set()).add(role)
+        users = User.__table__.c
+        people = {}
+        for u in session.execute(select(users.id, users.username, users.display_name, users.region_id,
+                                        users.manager_id, users.active, users.locale, users.email,
+                                        users.mail_notifications, users.ooo_from, users.ooo_until,
+                                        users.ooo_delegate_id).order_by(users.username)):
+            people[u.id] = Person(**u._mapping, role_names=frozenset(roles.get(u.id, ())),
+                                  region=regions.get(u.region_id))
+        chart = cls(token, people, {p.username: p for p in people.values()})
+        for person in people.values():  # by username already
+            if person.active:
+                for role in person.role_names:
+                    chart.holders.setdefault(role, []).append(person)
+            if person.manager_id is not None:
+                chart.children.setdefault(person.manager_id, []).append(person.id)
+        return chart
+
+    def get(self, user_id: int | None) -> Person | None:
+        return self.people.get(user_id) if user_id is not None else None
+
+    def username(self, user_id: int | None) -> str | None:
+        person = self.people.get(user_id) if user_id is not None else None
+        return person.username if person else None
+
+
+ORG_TOKEN = select(OrgVersion.token).where(OrgVersion.id == 1)
+_CHARTS_GUARD = threading.Lock()
+
+
+def chart(session, token: str | None = None) -> Chart:
+    """The org chart as this transaction sees it. `token`: read with the command's lock already (no
+    statement then); else read here. Kept per database (the Database object) for the whole process;
+    a transaction that changed the organisation reads its own token, so it sees its own change."""
+    if token is None:
+        token = session.info.get("org_token")
+    if token is None:
+        token = session.scalar(ORG_TOKEN)
+    session.info["org_token"] = token
+    db = session.info.get("database")
+    held = getattr(db, "org_chart", None) if token is not None else session.info.get("org_chart")
+    if held is not None and held.token == token:
+        return held
+    fresh = Chart.load(session, token)
+    if token is None:  # no token row (it was deleted): kept for this transaction only
+        session.info["org_chart"] = fresh
+    elif db is not None:
+        with _CHARTS_GUARD:
+            db.org_chart = fresh
+    return fresh
+
+
+@event.listens_for(Session, "after_flush")
+def _org_flushed(session, _context) -> None:
+    """A flush that wrote people, roles or regions changed the token (triggers): read it again."""
+    if any(isinstance(o, (User, UserRole, Region)) for o in chained(session.new, session.dirty, session.deleted)):
+        session.info.pop("org_token", None)
+        session.info.pop("org_chart", None)
+
+
+def person(session, username: str) -> Person | None:
+    return chart(session).by_name.get(username)
+
+
+def users_with_role(session, role: str, region_id: int | None = None) -> list[Person]:
+    holders = chart(session).holders.get(role, [])
+    return list(holders) if region_id is None else [p for p in holders if p.region_id == region_id]
+
+
+def manager_chain(session, user) -> list[Person]:
     """The user's managers, nearest first (inactive ones included: callers skip them)."""
+    people = chart(session).people
     chain, seen, current = [], {user.id}, user
     while current.manager_id is not None and current.manager_id not in seen:
-        current = session.get(User, current.manager_id)  # the foreign key: always someone
+        current = people[current.manager_id]  # the foreign key: always someone
         seen.add(current.id)
         chain.append(current)
     return chain
 
 
-def first_active_manager(session, user: User) -> User | None:
+def first_active_manager(session, user) -> Person | None:
     return next((m for m in manager_chain(session, user) if m.active), None)
 
 
-def reports_of(session, manager: User) -> set[int]:
+def reports_of(session, manager) -> set[int]:
     """Ids of everyone below `manager` in the org chart (transitively)."""
-    rows = session.execute(select(User.id, User.manager_id)).all()
-    children: dict[int, list[int]] = {}
-    for uid, mid in rows:
-        if mid is not None:
-            children.setdefault(mid, []).append(uid)
+    children = chart(session).children
     result, todo = set(), [manager.id]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -177,7 +285,7 @@ def stand_in(session, lanes: dict, owners: LaneOwners, subject: User, lane: str 
     if present:
         return owners, None
     away = owners.users[0]
-    delegate = session.get(User, away.ooo_delegate_id) if away.ooo_delegate_id else None
+    delegate = chart(session).get(away.ooo_delegate_id)
     if delegate is not None and delegate.active and not is_away(delegate, now) \
             and may_take(session, lanes, delegate, subject, lane) is None:
         return LaneOwners([delegate], owners.note), away

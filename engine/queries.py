@@ -4,6 +4,8 @@ Nothing here writes. Who may see what is asked of `access`, the same rules the c
 """
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 from sqlalchemy import bindparam, select, text
 
 from . import access, clock, org
@@ -391,8 +393,23 @@ def instance_dict(rt, session, inst, *, with_history: bool, tasks=None, names: d
         titles = parsed.titles
         result["history"] = [{"at": iso(e.at), "actor": e.actor, "action": e.action, "task": e.task,
                               "detail": e.detail or {}, "task_title": titles.get(e.task)} for e in events]
-        result["copied_to"] = copied_to(session, inst.id)
+        result["copied_to"] = copied_to(result["history"])
     return result
+
+
+def command_instance_dict(rt, cmd) -> dict:
+    """The instance object after a command on a task, from what the command holds — every live task
+    row of the instance, the org chart's names — so that only its history is read."""
+    from . import org
+    chart = org.chart(cmd.session)
+    inst = cmd.instance
+    subject = chart.username(inst.subject_id)
+    rows = sorted((r for r in cmd.tasks.values() if r.status == "open" and r.instance_id == inst.id),
+                  key=lambda r: r.created_at)
+    tasks = [task_dict(SimpleNamespace(**r.columns(), assignee=chart.username(r.assignee_id), subject=subject,
+                                       summary_zh=inst.summary_zh, summary_en=inst.summary_en)) for r in rows]
+    names = {inst.started_by_id: chart.username(inst.started_by_id), inst.subject_id: subject}
+    return instance_dict(rt, cmd.session, inst, with_history=True, tasks=tasks, names=names)
 
 
 def comments(rt, instance_id, username: str) -> list[dict]:
@@ -407,11 +424,14 @@ def comments(rt, instance_id, username: str) -> list[dict]:
         return [comment_dict(session, r, names.get(r.author_id)) for r in rows]
 
 
-def copied_to(session, instance_id: int) -> list[str]:
-    rows = session.execute(select(USER_TABLE.c.username).join(
-        InstanceCopy, InstanceCopy.user_id == USER_TABLE.c.id).where(InstanceCopy.instance_id == instance_id)
-        .order_by(InstanceCopy.at, USER_TABLE.c.username)).all()
-    return [r.username for r in rows]
+def copied_to(history: list[dict]) -> list[str]:
+    """Everyone the instance was copied to (CC), first copy first: every copy is in the history
+    (runner.copy_to records it), so the instance_copies rows need not be read again."""
+    names: dict[str, None] = {}
+    for event in history:
+        if event["action"] == "copied":
+            names.update(dict.fromkeys(sorted(event["detail"].get("to") or ())))
+    return list(names)
 
 
 def eligible_users(rt, task_id: str, username: str) -> list[dict]:

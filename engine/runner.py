@@ -32,13 +32,12 @@ from .definitions import DefinitionRegistry, ParsedDefinition, WorkflowDirectory
 from .errors import Conflict, NotFound, ProcessError
 from .expressions import ExpressionError, SalesflowScriptEngine
 from .models import NO_DUE_DATE, InstanceCopy, InstanceParticipant, Timer, User
-from .notify import ADD_OUTBOX
 from .services import Services, current_command, release_reservations
 from .summary import summarize
 from .tables import (
-    DELETE_CANDIDATES, INSERT_CANDIDATE, INSERT_TASK, INSTANCE, INSTANCE_FOR_UPDATE,
-    INSTANCE_FOR_UPDATE_SKIP_LOCKED, INSTANCE_TASKS, TASK_BY_ID, TASK_COLUMNS, UPDATE_INSTANCE, UPDATE_TASK,
-    ADD_HISTORY, ADD_NOTIFICATION, ARCHIVE_TASK, iso, json_safe, username as username_of,
+    DELETE_CANDIDATES, INSERT_CANDIDATE, INSTANCE, INSTANCE_FOR_UPDATE, INSTANCE_FOR_UPDATE_SKIP_LOCKED,
+    INSTANCE_OF_TASK_FOR_UPDATE, INSTANCE_TASKS, LIVE_TASKS_AND_TOKEN, OPEN_BY_TASK, TASK_BY_ID, TASK_COLUMNS,
+    TASKS_WITH_IDS, UPDATE_INSTANCE, ADD_HISTORY, ADD_NOTIFICATION, ARCHIVE_TASK, TASK_TABLE, iso, json_safe,
 )
 
 log = logging.getLogger("salesflow.engine")
@@ -65,7 +64,6 @@ class TaskRow:
     is_approval: bool
     assignee_id: int | None
     candidate_role: str | None
-    region_id: int | None
     status: str
     due_at: datetime | None
     sort_due: datetime
@@ -126,6 +124,9 @@ class InstanceRow:
     error: dict | None = None  # what failed, when a step the system ran could not continue (status "error")
 
 
+INSTANCE_FIELDS = frozenset(InstanceRow.__dataclass_fields__)
+
+
 @dataclass
 class Command:
     """What one command works on; services reach it through `current_command`."""
@@ -148,15 +149,19 @@ class Command:
     notifications: list = field(default_factory=list)  # (user id, kind, task id, params), written on save
     signers_loaded: set = field(default_factory=set)  # step row ids whose added signers' rows are held
     copies: list = field(default_factory=list)  # (user id, by user id or None, comment): CC, written on save
+    # every live task row of the instance is in `tasks` (a command on a task loads them with the lock),
+    # and `known_ids` are the workflow's user-task ids as loaded: a ready task outside both is new
+    holds_live_rows: bool = False
+    known_ids: frozenset = frozenset()
 
     def task_completed(self, task) -> None:
         if is_timer(task):
             self.fired_timers.append(task)
 
     @property
-    def subject(self) -> User:
-        """The person the instance is about (from the session's identity map after the first use)."""
-        return self.session.get(User, self.instance.subject_id)
+    def subject(self) -> org.Person:
+        """The person the instance is about (from the org chart)."""
+        return org.chart(self.session).get(self.instance.subject_id)
 
     def record(self, action: str, task: str | None = None, actor=ACTOR, **detail):
         """Queue a history event; actor defaults to whoever runs the command, None means the system."""
@@ -180,6 +185,11 @@ class Runner:
         self.calendar = calendar or BusinessCalendar(self.workflows_dir / "calendar.json")
         self.script_engine = SalesflowScriptEngine(self.calendar, Services())
         dialect_insert = sqlite_insert if db.is_sqlite else postgresql_insert
+        # the task rows a command created or changed: one statement (new rows inserted, changed ones updated)
+        upsert = dialect_insert(TASK_TABLE)
+        self._save_tasks = upsert.on_conflict_do_update(index_elements=[TASK_TABLE.c.id], set_={
+            name: upsert.excluded[name] for name in ("status", "assignee_id", "context", "completed_at",
+                                                     "completed_by_id")})
         self._add_participants = dialect_insert(InstanceParticipant.__table__).on_conflict_do_nothing()
         self._add_copies = dialect_insert(InstanceCopy.__table__).on_conflict_do_nothing()
 
@@ -203,6 +213,8 @@ class Runner:
         wf = serializer.loads(cmd.instance.state, cmd.parsed.spec, cmd.parsed.subprocess_specs)
         wf.script_engine = self.script_engine  # not serialized: re-attach after every load
         cmd.had_timers = any(is_timer(t) for t in wf.event_manager.tasks.values())
+        if cmd.holds_live_rows:
+            cmd.known_ids = frozenset(str(t.id) for t in wf.get_tasks(manual=True))
         return wf
 
     def _save(self, cmd: Command, wf: BpmnWorkflow | None = None) -> None:
@@ -236,7 +248,6 @@ class Runner:
                 {"user_id": uid, "kind": kind, "instance_id": inst.id, "task_id": task_id, "at": cmd.now,
                  "actor_id": cmd.actor.id if cmd.actor else None, "params": params, "read_at": None}
                 for uid, kind, task_id, params in cmd.notifications])
-            cmd.session.execute(ADD_OUTBOX, {"instance_id": inst.id, "at": cmd.now})
             cmd.notifications.clear()
 
     # ------------------------------------------------------------ execution
@@ -307,7 +318,11 @@ class Runner:
         # the instance's open rows and the rows of ready ids; a row this command already holds
         # is newer than the table (its changes are written on save)
         with session.no_autoflush:  # human_tasks is written on save, never by the ORM
-            found_rows = session.execute(INSTANCE_TASKS, {"instance_id": inst.id, "ids": list(ready)}).all()
+            if not cmd.holds_live_rows:
+                found_rows = session.execute(INSTANCE_TASKS, {"instance_id": inst.id, "ids": list(ready)}).all()
+            else:  # only a task reopened by a loop or a reset may have a row this command does not hold
+                reopened = [t for t in ready if t not in cmd.tasks and t in cmd.known_ids]
+                found_rows = session.execute(TASKS_WITH_IDS, {"ids": reopened}).all() if reopened else ()
         for found in found_rows:
             if found.id not in cmd.tasks:
                 cmd.tasks[found.id] = TaskRow(**found._mapping)
@@ -323,7 +338,7 @@ class Runner:
         for row in cmd.tasks.values():  # an added signer's task ends with the step it signs for
             if row.parent_id is not None and row.status == "open" and row.parent_id not in ready:
                 row.update(status="cancelled", completed_at=cmd.now)
-                cmd.record("task_cancelled", row.name, actor=None, signer=username_of(session, row.assignee_id))
+                cmd.record("task_cancelled", row.name, actor=None, signer=org.chart(session).username(row.assignee_id))
         auto = []
         for task_id, task in ready.items():
             if task_id in live:
@@ -335,7 +350,7 @@ class Runner:
             resumed = cmd.owners.get(info.name)
             with session.no_autoflush:  # reads the org chart only
                 if resumed is not None:  # a return resumes the step with whoever did it before
-                    owners = org.LaneOwners([session.get(User, resumed)])
+                    owners = org.LaneOwners([org.chart(session).get(resumed)])
                     context = {**(context or {}), "via": "return"}
                 else:
                     owners = org.resolve_lane(session, cmd.parsed.lanes, info.lane, cmd.subject, decides=True)
@@ -355,7 +370,7 @@ class Runner:
                 id=task_id, instance_id=inst.id, process_id=inst.process_id, name=info.name, title=info.title,
                 title_en=info.title_en, lane=info.lane, form=info.form, data_key=info.data_key,
                 is_approval=info.is_approval, status="open", due_at=due, sort_due=due or NO_DUE_DATE, created_at=cmd.now,
-                candidate_role=(cmd.parsed.lanes.get(info.lane or "") or {}).get("role"), region_id=inst.region_id,
+                candidate_role=(cmd.parsed.lanes.get(info.lane or "") or {}).get("role"),
                 assignee_id=owners.users[0].id if len(owners.users) == 1 else None, completed_at=None,
                 completed_by_id=None, context=context, new=True)
             cmd.tasks[task_id] = row
@@ -452,7 +467,7 @@ class Runner:
                 data.update(task.data)
         data.pop("data_objects", None)
         inst.data = json_safe(data)
-        starter = cmd.subject if inst.started_by_id == inst.subject_id else cmd.session.get(User, inst.started_by_id)
+        starter = cmd.subject if inst.started_by_id == inst.subject_id else org.chart(cmd.session).get(inst.started_by_id)
         inst.summary_zh, inst.summary_en, inst.search_text = summarize(
             cmd.parsed, inst.data, cmd.subject, starter, inst.id)
 
@@ -483,20 +498,15 @@ class Runner:
     def _participate(cmd: Command, user_id: int) -> None:
         cmd.participants.add(user_id)
 
-    @staticmethod
-    def _write_tasks(cmd: Command) -> None:
-        """Insert the human task rows the command created (then their candidates), update the changed ones."""
-        new = [row for row in cmd.tasks.values() if row.new]
-        changed = [row for row in cmd.tasks.values() if row.changed and not row.new]
-        if new:
-            cmd.session.execute(INSERT_TASK, [row.columns() for row in new])
+    def _write_tasks(self, cmd: Command) -> None:
+        """Write the human task rows the command created or changed (one statement: an insert that
+        updates a row already there), then the candidates of new claim pools."""
+        rows = [row for row in cmd.tasks.values() if row.new or row.changed]
+        if rows:
+            cmd.session.execute(self._save_tasks, [row.columns() for row in rows])
         if cmd.candidates:
             cmd.session.execute(INSERT_CANDIDATE, [{"task_id": t, "user_id": u} for t, u in cmd.candidates])
-        if changed:
-            cmd.session.execute(UPDATE_TASK, [
-                {"_id": row.id, "status": row.status, "assignee_id": row.assignee_id, "context": row.context,
-                 "completed_at": row.completed_at, "completed_by_id": row.completed_by_id} for row in changed])
-        for row in new + changed:
+        for row in rows:
             row.new = row.changed = False
         cmd.candidates.clear()
 
@@ -516,26 +526,45 @@ class Runner:
         """One command, one transaction: the actor, the task row (when given) and the instance,
         locked. The block acts on the yielded Command; leaving it with an exception rolls back whole."""
         with self.db.write() as session:
-            user = access.actor(session, actor) if actor is not None else None
-            row = task_row(session, task_id) if task_id is not None else None
-            cmd = self._command(session, row.instance_id if row else instance_id, user, at)
-            if row is not None:
-                cmd.task = self._locked_task(cmd, row)
+            if task_id is not None:
+                cmd = self._command_on_task(session, actor, str(task_id), at)
+            else:
+                user = access.actor(session, actor) if actor is not None else None
+                cmd = self._command(session, instance_id, user, at)
             yield cmd
 
-    def _command(self, session, instance_id: int, actor: User | None, at: datetime | None) -> Command:
+    def _command(self, session, instance_id: int, actor, at: datetime | None) -> Command:
         inst = self._lock(session, instance_id)
         parsed = self.definitions.get(session, inst.definition_id)
         return Command(session, inst, parsed, actor, at or clock.now())
 
-    def _locked_task(self, cmd: Command, row: TaskRow) -> TaskRow:
-        """The task row (read before the instance lock) as of the lock, held by the command from
-        now on. On SQLite the IMMEDIATE transaction began before that read, so it is fresh
-        already; on PostgreSQL another command may have committed while we waited: read again."""
-        if not self.db.is_sqlite:
-            row = task_row(cmd.session, row.id)
-        cmd.tasks[row.id] = row
-        return row
+    def _command_on_task(self, session, actor: str | None, task_id: str, at: datetime | None) -> Command:
+        """A command on a task: the instance locked, with every live task row of it held (the task's
+        own row too, whatever its status) and the actor from the org chart. SQLite: one statement
+        (the IMMEDIATE transaction began before it, so it is fresh); PostgreSQL: the instance row is
+        locked first, then the rows are read as of the lock (another command may have committed
+        while we waited)."""
+        if self.db.is_sqlite:
+            found = session.execute(OPEN_BY_TASK, {"task_id": task_id}).all()
+            inst = InstanceRow(**{k: v for k, v in found[0]._mapping.items() if k in INSTANCE_FIELDS}) if found else None
+        else:
+            locked = session.execute(INSTANCE_OF_TASK_FOR_UPDATE, {"task_id": task_id}).first()
+            inst = InstanceRow(**locked._mapping) if locked is not None else None
+            found = session.execute(LIVE_TASKS_AND_TOKEN, {"instance_id": inst.id if inst else None,
+                                                           "task_id": task_id}).all()
+        token = found[0].org_token if found else None
+        user = access.command_actor(session, actor, token) if actor is not None else None
+        if inst is None:
+            raise NotFound(f"task {task_id} not found")
+        cmd = Command(session, inst, self.definitions.get(session, inst.definition_id), user, at or clock.now())
+        for row in found:
+            if row.t_id is not None:
+                cmd.tasks[row.t_id] = TaskRow(**{name: getattr(row, "t_" + name) for name in TASK_COLUMNS})
+        cmd.holds_live_rows = True
+        cmd.task = cmd.tasks.get(task_id)
+        if cmd.task is None:  # PostgreSQL: the row went between the lock's subquery and the read
+            raise NotFound(f"task {task_id} not found")
+        return cmd
 
 
 def copy_to(cmd: Command, users, by: User | None, comment: str | None) -> list[str]:

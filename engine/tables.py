@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, delete, insert, select, update
 
 from . import clock
 from .errors import NotFound
-from .models import HistoryEvent, HumanTask, HumanTaskCandidate, Notification, ProcessInstance, User
+from .models import HistoryEvent, HumanTask, HumanTaskCandidate, Notification, OrgVersion, ProcessInstance, User
 
 INSTANCE_TABLE = ProcessInstance.__table__
 INSTANCE = select(INSTANCE_TABLE).where(INSTANCE_TABLE.c.id == bindparam("id"))
@@ -28,8 +28,28 @@ TASK_BY_ID = select(TASK_TABLE).where(TASK_TABLE.c.id == bindparam("id"))
 INSTANCE_TASKS = select(TASK_TABLE).where(  # its live tasks, and rows of ids SpiffWorkflow reports ready
     TASK_TABLE.c.instance_id == bindparam("instance_id"),
     TASK_TABLE.c.status.in_(("open", "waiting", "held")) | TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+TASKS_WITH_IDS = select(TASK_TABLE).where(TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
 INSERT_TASK = insert(TASK_TABLE)
 UPDATE_TASK = update(TASK_TABLE).where(TASK_TABLE.c.id == bindparam("_id"))
+# A command on a task opens with the instance, its live task rows (the task's own row among them,
+# whatever its status) and the org token: on SQLite in one statement (the IMMEDIATE transaction is
+# the lock); on PostgreSQL the instance row is locked first (FOR UPDATE), then the rows and the
+# token are read, as of the lock.
+LIVE = ("open", "waiting", "held")
+_OWN = TASK_TABLE.alias("own")
+_TASK_LABELS = [c.label("t_" + c.name) for c in TASK_TABLE.columns]
+ORG_TOKEN_VALUE = select(OrgVersion.token).where(OrgVersion.id == 1).scalar_subquery()
+OPEN_BY_TASK = select(INSTANCE_TABLE, ORG_TOKEN_VALUE.label("org_token"), *_TASK_LABELS) \
+    .select_from(_OWN) \
+    .join(INSTANCE_TABLE, INSTANCE_TABLE.c.id == _OWN.c.instance_id) \
+    .join(TASK_TABLE, (TASK_TABLE.c.instance_id == INSTANCE_TABLE.c.id)
+          & (TASK_TABLE.c.status.in_(LIVE) | (TASK_TABLE.c.id == _OWN.c.id))) \
+    .where(_OWN.c.id == bindparam("task_id"))
+INSTANCE_OF_TASK_FOR_UPDATE = select(INSTANCE_TABLE).where(INSTANCE_TABLE.c.id == select(
+    TASK_TABLE.c.instance_id).where(TASK_TABLE.c.id == bindparam("task_id")).scalar_subquery()).with_for_update()
+LIVE_TASKS_AND_TOKEN = select(ORG_TOKEN_VALUE.label("org_token"), *_TASK_LABELS).where(
+    TASK_TABLE.c.instance_id == bindparam("instance_id"),
+    TASK_TABLE.c.status.in_(LIVE) | (TASK_TABLE.c.id == bindparam("task_id")))
 # a step resumed by a return keeps its SpiffWorkflow id: its finished row moves to a fresh id (已办 keeps it)
 ARCHIVE_TASK = update(TASK_TABLE).where(TASK_TABLE.c.id == bindparam("task_id")).values(id=bindparam("new_id"))
 INSERT_CANDIDATE = insert(CANDIDATE_TABLE)

@@ -61,7 +61,7 @@ def add_signer(rt, task_id: str, username: str, users, mode, comment=None) -> di
             signer = TaskRow(
                 id=str(uuid4()), instance_id=row.instance_id, process_id=row.process_id, name=row.name,
                 title=row.title, title_en=row.title_en, lane=row.lane, form=row.form, data_key=None,
-                is_approval=True, assignee_id=user.id, candidate_role=None, region_id=row.region_id, status="open",
+                is_approval=True, assignee_id=user.id, candidate_role=None, status="open",
                 due_at=row.due_at, sort_due=row.sort_due, created_at=cmd.now, completed_at=None,
                 completed_by_id=None, parent_id=row.id,
                 context={"via": "signer", "mode": mode, "added_by": actor.username, "comment": comment or None},

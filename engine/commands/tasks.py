@@ -12,7 +12,7 @@ from .. import attachments, org
 from ..access import check_can_act, is_candidate
 from ..errors import Conflict, Forbidden, ValidationFailed
 from ..forms import validate_form
-from ..queries import instance_dict, return_targets, task as task_view
+from ..queries import command_instance_dict, return_targets, task as task_view
 from ..runner import Command, TaskRow, find_task, form_payload, task_row
 from ..services import release_reservations
 from ..tables import DELETE_CANDIDATES, TASK_TABLE, iso, username as username_of
@@ -36,7 +36,7 @@ def complete(rt, task_id: str, username: str, data: dict | None, *, at: datetime
         else:
             complete_loaded(rt, cmd, wf, row, data)
         rt._save(cmd, wf)
-        instance = instance_dict(rt, cmd.session, cmd.instance, with_history=True)
+        instance = command_instance_dict(rt, cmd)
     if expired:
         raise Conflict(expired)
     return {"instance": instance, "tasks": instance["tasks"]}

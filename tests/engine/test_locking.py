@@ -31,13 +31,26 @@ def pg_engine(engine):
     return engine
 
 
+_HOLDERS: dict[int, object] = {}
+
+
 @contextmanager
 def instance_locked(engine, instance_id: int):
-    """Another transaction holding the instance row (as a command or a worker would); yields its backend pid."""
+    """Another transaction holding the instance row (as a command or a worker would); yields its
+    backend pid (holder_connection gives its connection, to write in that transaction)."""
     with engine.db.write_engine.connect() as conn:
         with conn.begin():
             conn.execute(text("SELECT id FROM process_instances WHERE id = :id FOR UPDATE"), {"id": instance_id})
-            yield conn.scalar(text("SELECT pg_backend_pid()"))
+            pid = conn.scalar(text("SELECT pg_backend_pid()"))
+            _HOLDERS[pid] = conn
+            try:
+                yield pid
+            finally:
+                _HOLDERS.pop(pid, None)
+
+
+def holder_connection(pid: int):
+    return _HOLDERS[pid]
 
 
 def blocked_by(engine, holder_pid: int) -> list[str]:
@@ -117,24 +130,18 @@ def test_the_timer_runner_skips_an_instance_someone_holds(pg_engine):
     assert [f["instance_id"] for f in pg_engine.fire_due_timers(due + timedelta(minutes=1))] == [inst["id"]]
 
 
-def test_a_command_reads_its_task_again_once_it_holds_the_instance(pg_engine, monkeypatch):
-    """dave's completion read his task row, then waited for the instance while he transferred the
-    task to heidi: once it holds the lock, the task is heidi's and dave may not decide it."""
+def test_a_command_reads_its_task_once_it_holds_the_instance(pg_engine):
+    """dave's completion waits for the instance while another transaction holding it transfers the
+    task to heidi: once dave's command holds the lock it reads the task as of then — heidi's — and
+    dave may not decide it (rows read with or before the lock would still say dave)."""
     inst = pg_engine.start("expense_approval", "alice", invoiced(pg_engine, "alice", CLAIM))
     task = by_name(inst)["manager_approval"]
-    reached, go = threading.Event(), threading.Event()
-    real_lock = Engine._lock
-
-    def lock(self, session, instance_id, **kw):
-        if threading.current_thread().name == "racer":  # the racing completion pauses between its reads and the lock
-            reached.set()
-            assert go.wait(30)
-        return real_lock(self, session, instance_id, **kw)
-    monkeypatch.setattr(Engine, "_lock", lock)
-    racer = InThread(pg_engine.complete, task["id"], "dave", APPROVE, name="racer")
-    assert reached.wait(30)
-    pg_engine.delegate(task["id"], "dave", "heidi", "请代为审批")  # commits while the racer waits
-    go.set()
+    with instance_locked(pg_engine, inst["id"]) as holder:
+        racer = InThread(pg_engine.complete, task["id"], "dave", APPROVE, name="racer")
+        until(lambda: blocked_by(pg_engine, holder), "the completion to wait for the instance row")
+        conn = holder_connection(holder)
+        conn.execute(text("UPDATE human_tasks SET assignee_id = (SELECT id FROM users WHERE username = 'heidi') "
+                          "WHERE id = :id"), {"id": task["id"]})  # as a transfer writes it; commits on leaving
     result, error = racer.outcome()
     assert isinstance(error, Forbidden) and "is not yours" in error.message, error
     after = pg_engine.instance(inst["id"], "admin")

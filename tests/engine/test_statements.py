@@ -1,0 +1,75 @@
+"""What one completion costs the database, counted (a count, not a timing): the command opens with
+one statement on SQLite (instance, its live task rows and the org token), routes from the in-memory
+org chart, writes each kind of row once, and reads back only the history for its answer. The org
+chart is read again only when the organisation changed — by the engine or behind its back."""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from sqlalchemy import event, text
+
+from tests.helpers import APPROVE, CLAIM, by_name, invoiced
+
+
+@contextmanager
+def statements(db):
+    """The statements sent while the block runs (BEGIN excluded: the transaction, not a statement)."""
+    seen: list[str] = []
+
+    def count(_conn, _cursor, statement, _params, _context, _many):
+        if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE"):
+            seen.append(statement)
+    engines = {db.engine, db.write_engine}
+    for e in engines:
+        event.listen(e, "before_cursor_execute", count)
+    try:
+        yield seen
+    finally:
+        for e in engines:
+            event.remove(e, "before_cursor_execute", count)
+
+
+def _claim_at_manager(engine):
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
+    return by_name(inst)["manager_approval"]
+
+
+def test_a_completion_costs_seven_statements_on_sqlite_and_eight_on_postgresql(engine):
+    _claim_at_manager(engine)  # the org chart is in memory from here on
+    task = _claim_at_manager(engine)
+    with statements(engine.db) as seen:
+        result = engine.complete(task["id"], "dave", APPROVE)
+    assert [t["name"] for t in result["tasks"]] == ["finance_approval"]
+    writes = [" ".join(s.split()[:3:2] if s.startswith("INSERT") else s.split()[:2])
+              for s in seen if s.split()[0] in ("INSERT", "UPDATE")]
+    assert sorted(writes) == sorted(["UPDATE process_instances", "INSERT human_tasks", "INSERT instance_participants",
+                                     "INSERT history_events", "INSERT notifications"]), seen
+    # reads: the command's opening (one on SQLite; on PostgreSQL the lock, then the rows as of it)
+    # and the history for the answer; nobody is looked up, the org chart is in memory
+    assert not any("FROM users" in s and "history_events" not in s for s in seen), seen
+    assert len(seen) == (7 if engine.db.is_sqlite else 8), "\n".join(s.splitlines()[0] for s in seen)
+    assert result["instance"]["history"][-1]["action"] == "task_created"
+
+
+def test_the_org_chart_is_read_again_after_any_change_to_the_organisation(engine):
+    first, task = _claim_at_manager(engine), _claim_at_manager(engine)
+    with statements(engine.db) as seen:  # the chart is current: no user is read
+        engine.complete(first["id"], "dave", APPROVE)
+    assert not any("FROM users" in s for s in seen)
+    # a change made behind the engine's back (plain SQL): the token trigger still sees it
+    with engine.db.write() as s:
+        s.execute(text("UPDATE users SET email = 'finance-new@example.com' WHERE username = 'judy'"))
+    with statements(engine.db) as seen:
+        engine.complete(task["id"], "dave", APPROVE)
+    assert any("FROM users" in s for s in seen), "a changed organisation must be read again"
+    # and routing follows such a change at once: heidi, the only finance, leaves (plain SQL again);
+    # the next finance step goes up the submitter's chain (to dave, who approved just before: his
+    # approval stands), never to her
+    assert by_name(engine.instance(task["instance_id"], "admin"))["finance_approval"]["assignee"] == "heidi"
+    with engine.db.write() as s:
+        s.execute(text("UPDATE users SET active = false WHERE username = 'heidi'"))
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
+    done = engine.complete(by_name(inst)["manager_approval"]["id"], "dave", APPROVE)
+    routed = [e["detail"]["reason"] for e in done["instance"]["history"] if e["action"] == "routed"]
+    assert routed == ["no finance other than alice; routed to dave"]
+    assert done["instance"]["status"] == "completed"
