@@ -7,7 +7,7 @@ from sqlalchemy import select
 from . import org
 from .errors import Conflict, Forbidden, NotFound, Unauthorized
 from .models import InstanceParticipant, ProcessInstance, User
-from .tables import IS_CANDIDATE, current_lang, username
+from .tables import IS_CANDIDATE, current_lang
 
 
 def actor(session, name: str) -> User:

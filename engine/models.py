@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON, Boolean, DateTime, ForeignKey, Index, Integer, Numeric, String, Text,
-    TypeDecorator, UniqueConstraint,
+    TypeDecorator, UniqueConstraint, false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -199,10 +199,26 @@ class HumanTask(Base):
 
 
 class HumanTaskCandidate(Base):
-    """Who may claim a task that several people could do (a single owner is just its assignee)."""
+    """Who may claim a task that several people could do (a single owner is just its assignee).
+    A row carries its task's inbox order and whether the task is still claimable (open, nobody
+    assigned; kept by a trigger on human_tasks, migration 0009): a pool member's inbox head reads
+    their own rows in index order."""
     __tablename__ = "human_task_candidates"
+    __table_args__ = (Index("ix_candidates_inbox", "user_id", "claimable", "sort_due", "created_at", "task_id"),)
     task_id: Mapped[str] = mapped_column(ForeignKey("human_tasks.id", ondelete="CASCADE"), primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True, index=True)
+    claimable: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    sort_due: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class InboxCount(Base):
+    """Each person's open tasks, counted by triggers on human_tasks and human_task_candidates
+    (migration 0009) in the statements that change them: the inbox total is one row, not a count."""
+    __tablename__ = "inbox_counts"
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    assigned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    claimable: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class InstanceParticipant(Base):

@@ -12,21 +12,22 @@ from . import access, clock, org
 from .errors import NotFound, ValidationFailed
 from .models import Comment, HumanTask, InstanceCopy, ProcessInstance, User, UTCDateTime
 from .tables import (
-    HISTORY, OPEN_TASKS_OF, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, USER_TABLE, summary_of, instance_id as parse_instance_id, iso, task_dict, usernames,
+    HISTORY, OPEN_TASKS_OF, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, summary_of, instance_id as parse_instance_id, iso, task_dict, usernames,
 )
 
-# The inbox is the hottest read: two index-driven heads (ix_human_tasks_inbox for "assigned to me",
-# the candidates' user index for "claimable by me"), merged. Plain SQL, built once: an ORM union
-# costs far more to construct per call than to run. {extra} is one of two fixed filter fragments.
+# The inbox is the hottest read: two index-driven heads merged — ix_human_tasks_inbox for "assigned to
+# me", ix_candidates_inbox for "claimable by me" (the caller's own pool rows, in inbox order, never
+# every unassigned task). Plain SQL, built once: an ORM union costs far more to construct per call than
+# to run. {extra} is one of a few fixed filter fragments on h.
 _INBOX_HEADS = """
   SELECT * FROM (SELECT h.id, h.sort_due, h.created_at FROM human_tasks h
                  WHERE h.assignee_id = :uid AND h.status = 'open'{extra}
                  ORDER BY h.sort_due, h.created_at, h.id LIMIT :head) AS assigned
   UNION ALL
-  SELECT * FROM (SELECT h.id, h.sort_due, h.created_at FROM human_tasks h
-                 JOIN human_task_candidates c ON c.task_id = h.id
-                 WHERE c.user_id = :uid AND h.assignee_id IS NULL AND h.status = 'open'{extra}
-                 ORDER BY h.sort_due, h.created_at, h.id LIMIT :head) AS claimable"""
+  SELECT * FROM (SELECT c.task_id AS id, c.sort_due, c.created_at FROM human_task_candidates c
+                 JOIN human_tasks h ON h.id = c.task_id
+                 WHERE c.user_id = :uid AND c.claimable = :yes AND h.assignee_id IS NULL AND h.status = 'open'{extra}
+                 ORDER BY c.sort_due, c.created_at, c.task_id LIMIT :head) AS claimable"""
 _INBOX_PAGE = ("SELECT id FROM (" + _INBOX_HEADS + ") AS page "
                "ORDER BY sort_due, created_at, id LIMIT :limit OFFSET :offset")
 _MATCHES = (" AND EXISTS (SELECT 1 FROM process_instances i WHERE i.id = h.instance_id"
@@ -38,8 +39,10 @@ _DONE_COUNT = """SELECT count(*) FROM human_tasks h
   WHERE h.completed_by_id = :uid AND h.status IN ('completed', 'held'){extra}"""
 _INBOX_COUNT = """SELECT
   (SELECT count(*) FROM human_tasks h WHERE h.assignee_id = :uid AND h.status = 'open'{extra}) +
-  (SELECT count(*) FROM human_tasks h JOIN human_task_candidates c ON c.task_id = h.id
-   WHERE c.user_id = :uid AND h.assignee_id IS NULL AND h.status = 'open'{extra})"""
+  (SELECT count(*) FROM human_task_candidates c JOIN human_tasks h ON h.id = c.task_id
+   WHERE c.user_id = :uid AND c.claimable = :yes AND h.assignee_id IS NULL AND h.status = 'open'{extra})"""
+# the whole inbox's total: the row the triggers keep (migration 0009), not a count
+_INBOX_TOTAL = "SELECT assigned + claimable FROM inbox_counts WHERE user_id = :uid"
 
 
 # the steps of an instance people finished (not added signers), in order: return targets
@@ -167,7 +170,7 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
         raise ValidationFailed({"scope": "must be open or done"})
     with rt.db.read() as session:
         user = access.actor(session, username)
-        params = {"uid": user.id, "head": limit + offset, "limit": limit, "offset": offset}
+        params = {"uid": user.id, "head": limit + offset, "limit": limit, "offset": offset, "yes": True}
         extra = ""
         if process_id:
             extra += " AND h.process_id = :pid"
@@ -192,6 +195,8 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
             return found
         if len(found) < limit and (found or offset == 0):
             return found, offset + len(found)
+        if scope == "open" and not extra:
+            return found, session.scalar(text(_INBOX_TOTAL), params) or 0
         stmt = text(count.format(extra=extra))
         if "now" in params:
             stmt = stmt.bindparams(bindparam("now", type_=UTCDateTime()))

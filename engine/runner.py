@@ -505,7 +505,7 @@ class Runner:
         if rows:
             cmd.session.execute(self._save_tasks, [row.columns() for row in rows])
         if cmd.candidates:
-            cmd.session.execute(INSERT_CANDIDATE, [{"task_id": t, "user_id": u} for t, u in cmd.candidates])
+            cmd.session.execute(INSERT_CANDIDATE, [candidate_row(cmd.tasks[t], u) for t, u in cmd.candidates])
         for row in rows:
             row.new = row.changed = False
         cmd.candidates.clear()
@@ -578,6 +578,12 @@ def copy_to(cmd: Command, users, by: User | None, comment: str | None) -> list[s
         cmd.record("copied", None, actor=by, to=names, comment=comment, automatic=True if by is None else None)
         cmd.notify("cc", [u.id for u in users], comment=comment)
     return names
+
+
+def candidate_row(task: TaskRow, user_id: int) -> dict:
+    """A claim-pool row: its task's inbox order, and whether it is claimable now."""
+    return {"task_id": task.id, "user_id": user_id, "sort_due": task.sort_due, "created_at": task.created_at,
+            "claimable": task.status == "open" and task.assignee_id is None}
 
 
 def task_row(session, task_id: str) -> TaskRow:

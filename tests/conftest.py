@@ -136,7 +136,21 @@ def engine(database, tmp_path):
         eng.setup()
         with database.write() as session:
             seed_demo(session)
-    return eng
+    yield eng
+    # whatever the test did, the inbox totals the triggers keep equal a count of the tasks
+    assert inbox_counts_drift(database) == [], "inbox_counts drifted from the tasks"
+
+
+def inbox_counts_drift(db) -> list:
+    """Users whose kept inbox counts differ from counting their tasks: (user id, kept, counted)."""
+    with db.read() as session:
+        rows = session.execute(text("""
+            SELECT u.id, COALESCE(k.assigned, 0), COALESCE(k.claimable, 0),
+                   (SELECT count(*) FROM human_tasks h WHERE h.assignee_id = u.id AND h.status = 'open'),
+                   (SELECT count(*) FROM human_task_candidates c JOIN human_tasks h ON h.id = c.task_id
+                    WHERE c.user_id = u.id AND h.status = 'open' AND h.assignee_id IS NULL)
+            FROM users u LEFT JOIN inbox_counts k ON k.user_id = u.id""")).all()
+        return [(uid, (a, c), (ra, rc)) for uid, a, c, ra, rc in rows if (a, c) != (ra, rc)]
 
 
 @pytest.fixture

@@ -1,7 +1,6 @@
 """The `salesflow` command."""
 from __future__ import annotations
 
-import gc
 import logging
 import os
 import signal
@@ -18,7 +17,7 @@ from engine.db import Database
 from engine.definitions import DefinitionError
 from engine.runtime import Engine
 
-from . import create_app, database_url, default_instance_path, files_url
+from . import database_url, default_instance_path, files_url
 
 
 def _engine(setup: bool = True) -> Engine:
@@ -99,43 +98,17 @@ def serve(host, port, demo, workers, threads, no_worker):
     from . import _secret_key
     _secret_key(default_instance_path())
 
-    from gunicorn.app.base import BaseApplication
-
-    _hide_server_header()
-    control_socket = os.environ.get("SALESFLOW_CONTROL_SOCKET")
-
-    class Server(BaseApplication):
-        def load_config(self):
-            self.cfg.set("bind", f"{host}:{port}")
-            self.cfg.set("workers", workers)
-            self.cfg.set("threads", threads)
-            self.cfg.set("worker_class", "gthread")
-            self.cfg.set("accesslog", os.environ.get("SALESFLOW_ACCESS_LOG") or None)
-            self.cfg.set("timeout", 60)
-            if not no_worker:
-                self.cfg.set("post_worker_init", _start_background_worker)
-            # gunicorn >= 25 opens a control socket at one fixed path per user ($XDG_RUNTIME_DIR or
-            # ~/.gunicorn/gunicorn.ctl), shared by every server of that user: off unless asked for
-            # at a path of this server's own (SALESFLOW_CONTROL_SOCKET)
-            if "control_socket_disable" in self.cfg.settings:
-                if control_socket:
-                    self.cfg.set("control_socket", control_socket)
-                else:
-                    self.cfg.set("control_socket_disable", True)
-
-        def load(self):
-            app = create_app(setup=False)
-            # what the app loaded (Flask, SQLAlchemy, SpiffWorkflow) lives as long as the worker:
-            # keep it out of the garbage collector's full passes
-            gc.collect()
-            gc.freeze()
-            return app
-
+    # the app is prepared: gunicorn takes this process over with its settings file, so the master
+    # imports gunicorn only (the workers load the app), and the process id stays the same
+    os.environ.update(SALESFLOW_SERVE_BIND=f"{host}:{port}", SALESFLOW_SERVE_WORKERS=str(workers),
+                      SALESFLOW_SERVE_THREADS=str(threads), SALESFLOW_SERVE_BACKGROUND="0" if no_worker else "1")
     click.echo(f"SalesFlow on http://{host}:{port}/", err=True)
-    Server().run()
+    sys.stderr.flush()
+    conf = Path(__file__).with_name("gunicorn_conf.py")
+    os.execv(sys.executable, [sys.executable, "-m", "gunicorn", "--config", str(conf)])
 
 
-def _start_background_worker(worker) -> None:
+def start_background_worker(worker) -> None:
     """gunicorn hook, in every server worker: each starts the thread, the instance folder's lock
     file lets exactly one of them work at a time."""
     from engine.worker import BackgroundWorker
@@ -152,7 +125,7 @@ def _report(result: dict) -> None:
         click.echo(f"mail: {mailed['sent']} sent, {mailed['retry']} to retry, {mailed['failed']} given up", err=True)
 
 
-def _hide_server_header() -> None:
+def hide_server_header() -> None:
     """gunicorn writes `Server: gunicorn` on every response: say nothing about the server instead."""
     from gunicorn.http import wsgi
 
