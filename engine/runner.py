@@ -150,8 +150,9 @@ class Command:
     signers_loaded: set = field(default_factory=set)  # step row ids whose added signers' rows are held
     copies: list = field(default_factory=list)  # (user id, by user id or None, comment): CC, written on save
     # every live task row of the instance is in `tasks` (a command on a task loads them with the lock),
-    # and `known_ids` are the workflow's user-task ids as loaded: a ready task outside both is new
+    # and `known_ids` are the workflow's task ids (UUIDs) as loaded: a ready task outside both is new
     holds_live_rows: bool = False
+    ready: list | None = None  # the READY user tasks found by the last sync of the task rows
     known_ids: frozenset = frozenset()
 
     def task_completed(self, task) -> None:
@@ -213,8 +214,8 @@ class Runner:
         wf = serializer.loads(cmd.instance.state, cmd.parsed.spec, cmd.parsed.subprocess_specs)
         wf.script_engine = self.script_engine  # not serialized: re-attach after every load
         cmd.had_timers = any(is_timer(t) for t in wf.event_manager.tasks.values())
-        if cmd.holds_live_rows:
-            cmd.known_ids = frozenset(str(t.id) for t in wf.get_tasks(manual=True))
+        if cmd.holds_live_rows:  # every task id of the tree as loaded (subprocesses included)
+            cmd.known_ids = frozenset().union(wf.tasks, *(sp.tasks for sp in wf.subprocesses.values()))
         return wf
 
     def _save(self, cmd: Command, wf: BpmnWorkflow | None = None) -> None:
@@ -315,13 +316,14 @@ class Runner:
         """Mirror READY user tasks into human_tasks. Returns tasks to auto-approve."""
         session, inst = cmd.session, cmd.instance
         ready = {str(t.id): t for t in self._ready_user_tasks(wf)}
+        cmd.ready = list(ready.values())  # as of the last sync: the instance's data is read from them
         # the instance's open rows and the rows of ready ids; a row this command already holds
         # is newer than the table (its changes are written on save)
         with session.no_autoflush:  # human_tasks is written on save, never by the ORM
             if not cmd.holds_live_rows:
                 found_rows = session.execute(INSTANCE_TASKS, {"instance_id": inst.id, "ids": list(ready)}).all()
             else:  # only a task reopened by a loop or a reset may have a row this command does not hold
-                reopened = [t for t in ready if t not in cmd.tasks and t in cmd.known_ids]
+                reopened = [t for t, task in ready.items() if t not in cmd.tasks and task.id in cmd.known_ids]
                 found_rows = session.execute(TASKS_WITH_IDS, {"ids": reopened}).all() if reopened else ()
         for found in found_rows:
             if found.id not in cmd.tasks:
@@ -463,7 +465,7 @@ class Runner:
             data = {}
             if wf.last_task is not None:
                 data.update(wf.last_task.data)
-            for task in self._ready_user_tasks(wf):
+            for task in cmd.ready if cmd.ready is not None else self._ready_user_tasks(wf):
                 data.update(task.data)
         data.pop("data_objects", None)
         inst.data = json_safe(data)

@@ -47,7 +47,10 @@ _REMAINING = select(_REGIONS.c.id, func.coalesce(_budget_of(bindparam("period"))
     .where(_REGIONS.c.code == bindparam("region"))
 # on PostgreSQL two claims of one region must not read the budget at once (both would skip the
 # special approval): the region row is the lock; SQLite's write transaction already serialises them
-_LOCK_REGION = select(_REGIONS.c.id).where(_REGIONS.c.code == bindparam("region")).with_for_update()
+# FOR NO KEY UPDATE: it waits for another claim's lock on the region, not for the key-share lock a
+# new instance row's reference to the region takes (FOR UPDATE would, and two claims starting in one
+# region would deadlock: each holds the key share the other's FOR UPDATE waits for)
+_LOCK_REGION = select(_REGIONS.c.id).where(_REGIONS.c.code == bindparam("region")).with_for_update(key_share=True)
 _BOOK = insert(_ENTRIES)
 _RELEASE = delete(_ENTRIES).where(_ENTRIES.c.instance_id == bindparam("instance_id"), _ENTRIES.c.kind == "reserved")
 

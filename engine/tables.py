@@ -16,8 +16,10 @@ from .models import HistoryEvent, HumanTask, HumanTaskCandidate, Notification, O
 
 INSTANCE_TABLE = ProcessInstance.__table__
 INSTANCE = select(INSTANCE_TABLE).where(INSTANCE_TABLE.c.id == bindparam("id"))
-INSTANCE_FOR_UPDATE = INSTANCE.with_for_update()
-INSTANCE_FOR_UPDATE_SKIP_LOCKED = INSTANCE.with_for_update(skip_locked=True)
+# FOR NO KEY UPDATE (PostgreSQL): commands exclude each other on the instance row, while rows that
+# merely refer to it (their foreign keys take a key-share lock) are never blocked by it
+INSTANCE_FOR_UPDATE = INSTANCE.with_for_update(key_share=True)
+INSTANCE_FOR_UPDATE_SKIP_LOCKED = INSTANCE.with_for_update(skip_locked=True, key_share=True)
 INSERT_INSTANCE = insert(INSTANCE_TABLE)
 UPDATE_INSTANCE = update(INSTANCE_TABLE).where(INSTANCE_TABLE.c.id == bindparam("_id"),
                                                INSTANCE_TABLE.c.lock_version == bindparam("_version"))
@@ -46,7 +48,8 @@ OPEN_BY_TASK = select(INSTANCE_TABLE, ORG_TOKEN_VALUE.label("org_token"), *_TASK
           & (TASK_TABLE.c.status.in_(LIVE) | (TASK_TABLE.c.id == _OWN.c.id))) \
     .where(_OWN.c.id == bindparam("task_id"))
 INSTANCE_OF_TASK_FOR_UPDATE = select(INSTANCE_TABLE).where(INSTANCE_TABLE.c.id == select(
-    TASK_TABLE.c.instance_id).where(TASK_TABLE.c.id == bindparam("task_id")).scalar_subquery()).with_for_update()
+    TASK_TABLE.c.instance_id).where(TASK_TABLE.c.id == bindparam("task_id")).scalar_subquery()).with_for_update(
+    key_share=True)
 LIVE_TASKS_AND_TOKEN = select(ORG_TOKEN_VALUE.label("org_token"), *_TASK_LABELS).where(
     TASK_TABLE.c.instance_id == bindparam("instance_id"),
     TASK_TABLE.c.status.in_(LIVE) | (TASK_TABLE.c.id == bindparam("task_id")))

@@ -111,7 +111,7 @@ def test_a_command_waits_for_the_instance_row_before_it_loads_anything(pg_engine
         # it waits at the lock itself: nothing loaded, nothing done (without FOR UPDATE it would have
         # loaded and acted on the state, and wait only when it writes the instance)
         assert not loaded.is_set()
-        assert "FOR UPDATE" in waiting[0] and "process_instances" in waiting[0]
+        assert "FOR NO KEY UPDATE" in waiting[0] and "process_instances" in waiting[0]
     result, error = racer.outcome()
     assert error is None and by_name(result["instance"]) == {"finance_approval": by_name(result["instance"])["finance_approval"]}
 
@@ -163,6 +163,48 @@ def test_a_claim_reads_its_regions_budget_only_holding_the_region_row(pg_engine)
             until(lambda: claim.done.is_set() or blocked_by(pg_engine, holder), "the claim to wait or finish")
             assert not claim.done.is_set(), "the claim read the budget without locking the region"
             waiting = blocked_by(pg_engine, holder)
-            assert "FROM regions" in waiting[0] and "FOR UPDATE" in waiting[0], waiting
+            assert "FROM regions" in waiting[0] and "FOR NO KEY UPDATE" in waiting[0], waiting
     result, error = claim.outcome()
     assert error is None and by_name(result)["manager_approval"]["assignee"] == "dave"
+
+
+@contextmanager
+def key_shared(engine, table: str, where: str, params: dict):
+    """Another transaction holding a key-share lock on a row, as inserting a row that refers to it
+    does (its foreign key check); yields its backend pid."""
+    with engine.db.write_engine.connect() as conn:
+        with conn.begin():
+            conn.execute(text(f"SELECT id FROM {table} WHERE {where} FOR KEY SHARE"), params)
+            yield conn.scalar(text("SELECT pg_backend_pid()"))
+
+
+def test_a_claim_does_not_wait_for_rows_that_merely_refer_to_its_region(pg_engine):
+    """A new claim's instance row refers to its region (a key-share lock until it commits). Another
+    claim of the region must not wait for that: with FOR UPDATE on the region it would, and two claims
+    starting at once would each hold what the other waits for (a deadlock, one of them a 500)."""
+    data = invoiced(pg_engine, "alice", CLAIM)
+    with key_shared(pg_engine, "regions", "code = 'east'", {}) as holder:
+        claim = InThread(pg_engine.start, "expense_approval", "alice", data)
+        until(lambda: claim.done.is_set() or blocked_by(pg_engine, holder), "the claim to finish or wait")
+        assert claim.done.is_set(), "the claim waits for a reference to its region: concurrent claims deadlock"
+    result, error = claim.outcome()
+    assert error is None and result["status"] == "running"
+
+
+def test_a_command_does_not_wait_for_rows_that_merely_refer_to_its_instance(pg_engine):
+    inst = pg_engine.start("expense_approval", "alice", invoiced(pg_engine, "alice", CLAIM))
+    task = by_name(inst)["manager_approval"]
+    with key_shared(pg_engine, "process_instances", "id = :id", {"id": inst["id"]}) as holder:
+        racer = InThread(pg_engine.complete, task["id"], "dave", APPROVE)
+        until(lambda: racer.done.is_set() or blocked_by(pg_engine, holder), "the completion to finish or wait")
+        assert racer.done.is_set(), "a completion waits for a row that only refers to its instance"
+    result, error = racer.outcome()
+    assert error is None and "finance_approval" in by_name(result["instance"])
+
+
+def test_concurrent_claims_of_one_region_all_succeed(pg_engine):
+    datas = [invoiced(pg_engine, rep, CLAIM) for rep in ("alice", "bob") for _ in range(3)]
+    racers = [InThread(pg_engine.start, "expense_approval", rep, data)
+              for rep, data in zip(["alice"] * 3 + ["bob"] * 3, datas)]
+    outcomes = [r.outcome() for r in racers]
+    assert [error for _result, error in outcomes] == [None] * 6
