@@ -3,8 +3,9 @@ and record every deployed version in the database.
 
 A definition bundle holds everything one process version needs — its BPMN (and
 the BPMN of processes it calls), the DMN tables those reference, the forms its tasks
-use, its catalog entry and the lane rules — so a running instance keeps the exact
-rules it started with, whatever later changes on disk. A process gets a new version
+use, its catalog entry, the lane rules and the words of the data its BPMN processes set
+outside forms (their entries of `vocabulary.json`) — so a running instance keeps the exact
+rules and words it started with, whatever later changes on disk. A process gets a new version
 only when one of these changes (a DMN table another process uses does not count).
 
 Every server notices a deployment made elsewhere (`salesflow deploy`) within
@@ -144,8 +145,58 @@ class ParsedDefinition:
         """BPMN id -> TaskInfo."""
         return {t.name: t for t in self.tasks.values()}
 
+    @functools.cached_property
+    def vocabulary(self) -> dict:
+        """The words a UI shows for this version's data, in zh and en, all declared in workflows/:
+        "data" — data key -> its words, shaped like a form field (title, x-title-zh, x-enum-titles,
+        properties, x-also), for the keys the process sets outside forms (vocabulary.json: this
+        process's entry first, then those of the processes it calls); "cards" — the result cards
+        the processes declare; "messages" — every form's x-error -> its x-error-zh."""
+        entries = self.bundle.get("vocabulary") or {}
+        data: dict[str, dict] = {}
+        cards = []
+        for pid in [self.process_id, *sorted(p for p in entries if p != self.process_id)]:
+            entry = entries.get(pid) or {}
+            for key, words in (entry.get("data") or {}).items():
+                data.setdefault(key, words)
+            if entry.get("card"):
+                cards.append(entry["card"])
+        messages: dict[str, str] = {}
+        for path in sorted(self.forms):
+            messages.update({k: v for k, v in form_messages(self.forms[path]).items() if k not in messages})
+        return {"data": data, "cards": cards, "messages": messages}
+
     def max_returns(self) -> int:
         return int(self.catalog.get("max_returns", 10))
+
+
+def form_messages(schema) -> dict[str, str]:
+    """x-error -> x-error-zh, wherever a form schema gives both (the first wins)."""
+    found: dict[str, str] = {}
+
+    def walk(node):
+        if isinstance(node, dict):
+            if isinstance(node.get("x-error"), str) and isinstance(node.get("x-error-zh"), str):
+                found.setdefault(node["x-error"], node["x-error-zh"])
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+    walk(schema)
+    return found
+
+
+def merge_vocabularies(*vocabularies: dict) -> dict:
+    """Vocabularies (see ParsedDefinition.vocabulary) as one; a later one's words win."""
+    data: dict = {}
+    messages: dict = {}
+    cards: dict = {}
+    for vocabulary in vocabularies:
+        data.update(vocabulary.get("data") or {})
+        messages.update(vocabulary.get("messages") or {})
+        cards.update({card["id"]: card for card in vocabulary.get("cards") or []})
+    return {"data": data, "cards": list(cards.values()), "messages": messages}
 
 
 def _hash(bundle: dict) -> str:
@@ -160,7 +211,8 @@ def _read_json(path: Path) -> dict:
 
 
 class WorkflowDirectory:
-    """The business rules on disk: BPMN, DMN, forms, the process catalog and lane rules."""
+    """The business rules on disk: BPMN, DMN, forms, the process catalog, lane rules and the words of
+    the data processes set outside forms (vocabulary.json)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -170,6 +222,7 @@ class WorkflowDirectory:
     def bundles(self) -> dict[str, dict]:
         catalog = _read_json(self.path / "processes.json")
         lanes = _read_json(self.path / "lanes.json")
+        vocabulary = _read_json(self.path / "vocabulary.json") if (self.path / "vocabulary.json").is_file() else {}
         bpmn_files = {p.name: p.read_text(encoding="utf-8") for p in sorted(self.path.glob("*.bpmn"))}
         dmn_files = {p.name: p.read_text(encoding="utf-8") for p in sorted(self.path.glob("*.dmn"))}
         owners = {}  # process id -> bpmn file
@@ -187,6 +240,7 @@ class WorkflowDirectory:
             for decision in root.iter("{*}decision"):
                 decision_files[decision.get("id")] = fname
             required[fname] = {(r.get("href") or "").lstrip("#") for r in root.iter("{*}requiredDecision")}
+        check_vocabulary(vocabulary, set(owners))
         result = {}
         for process_id, entry in catalog.items():
             if process_id.startswith("_"):
@@ -205,6 +259,9 @@ class WorkflowDirectory:
                     todo.append(owners[called])
             bundle = {"process_id": process_id, "catalog": entry, "lanes": lanes,
                       "bpmn": dict(sorted(files.items())), "dmn": {}, "forms": {}}
+            words = {pid: vocabulary[pid] for pid in sorted(owners) if owners[pid] in files and pid in vocabulary}
+            if words:  # the words of every BPMN process in the bundle (a process without any: no key, same hash)
+                bundle["vocabulary"] = words
             wanted = set().union(*(decisions[f] for f in files)) if files else set()
             while wanted:  # the DMN tables the process's BPMN calls (and the decisions they require)
                 decision = wanted.pop()
@@ -222,6 +279,75 @@ class WorkflowDirectory:
                 bundle["forms"][form] = _read_json(fpath)
             result[process_id] = bundle
         return result
+
+
+_WORDS_KEYS = {"title", "x-title-zh", "x-enum-titles", "properties", "x-also", "x-format"}
+_CARD_ROW_KEYS = {"key", "title", "x-title-zh", "x-enum-titles", "main", "optional", "unless", "digits", "format"}
+_CARD_ID = re.compile(r"[a-z][a-z0-9-]{0,40}")
+
+
+def _both_languages(words) -> bool:
+    return isinstance(words, dict) and all(isinstance(words.get(k), str) and words[k].strip() for k in ("en", "zh"))
+
+
+def _check_words(where: str, words, problems: list, allowed=_WORDS_KEYS) -> None:
+    """A data key's words: a title in both languages (title, x-title-zh), value titles in both."""
+    if not isinstance(words, dict):
+        problems.append(f"{where}: must be an object")
+        return
+    unknown = sorted(set(words) - allowed)
+    if unknown:
+        problems.append(f"{where}: unknown {', '.join(unknown)}")
+    if ("title" in words or "x-title-zh" in words) and not _both_languages(
+            {"en": words.get("title"), "zh": words.get("x-title-zh")}):
+        problems.append(f"{where}: needs both title and x-title-zh")
+    if not any(k in words for k in ("title", "x-enum-titles", "properties")):
+        problems.append(f"{where}: says nothing (no title, x-enum-titles or properties)")
+    titles = words.get("x-enum-titles", {})
+    if not isinstance(titles, dict) or not all(_both_languages(t) for t in titles.values()):
+        problems.append(f"{where}: every x-enum-titles value needs en and zh")
+    for key, sub in (words.get("properties") or {}).items():
+        _check_words(f"{where}.{key}", sub, problems)
+    if words.get("x-format") not in (None, "money"):
+        problems.append(f"{where}: x-format is money or nothing")
+    for also in words.get("x-also") or []:
+        if not (isinstance(also, dict) and also.get("value") in titles and isinstance(also.get("when"), dict)):
+            problems.append(f"{where}: x-also needs a value x-enum-titles names and a when object")
+
+
+def check_vocabulary(vocabulary, process_ids: set) -> None:
+    """vocabulary.json: BPMN process id -> {"data": {key: words}, "card": {...}}; the words in both
+    languages. Refused (DefinitionError) before anything is deployed."""
+    problems: list[str] = []
+    if not isinstance(vocabulary, dict):
+        raise DefinitionError("vocabulary.json: must be an object of BPMN process ids")
+    for pid, entry in vocabulary.items():
+        if pid.startswith("_"):
+            continue
+        if pid not in process_ids:
+            problems.append(f"{pid!r} is not a BPMN process in this directory")
+        if not isinstance(entry, dict) or set(entry) - {"data", "card"}:
+            problems.append(f"{pid}: an entry has data and card only")
+            continue
+        for key, words in (entry.get("data") or {}).items():
+            _check_words(f"{pid}.{key}", words, problems)
+        card = entry.get("card")
+        if card is None:
+            continue
+        if not isinstance(card, dict) or not _CARD_ID.fullmatch(str(card.get("id", ""))) \
+                or not isinstance(card.get("when"), list) or not isinstance(card.get("rows"), list):
+            problems.append(f"{pid}: a card has an id (a-z, 0-9, -), when (keys) and rows")
+            continue
+        for row in card["rows"]:
+            where = f"{pid}.card.{row.get('key') if isinstance(row, dict) else row}"
+            if not isinstance(row, dict) or not isinstance(row.get("key"), str) or "title" not in row:
+                problems.append(f"{where}: a row has a key and a title")
+                continue
+            _check_words(where, row, problems, _CARD_ROW_KEYS)
+            if row.get("format") not in (None, "percent") or not isinstance(row.get("digits", 0), int):
+                problems.append(f"{where}: format is percent, digits a whole number")
+    if problems:
+        raise DefinitionError("vocabulary.json: " + "; ".join(problems))
 
 
 def _parse_xml(text: str, fname: str):

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from sqlalchemy import bindparam, select, text
 
 from . import access, clock, org
+from .definitions import merge_vocabularies
 from .errors import NotFound, ValidationFailed
 from .models import Comment, HumanTask, InstanceCopy, ProcessInstance, User, UTCDateTime
 from .tables import (
@@ -76,6 +77,15 @@ def process_names(rt) -> dict[str, dict]:
                 for pid in rt.definitions.process_ids(session)}
 
 
+def vocabulary(rt) -> dict:
+    """The words of every deployed process (latest versions) as one vocabulary (see
+    ParsedDefinition.vocabulary): for what a page shows of several processes at once (a list's
+    outcomes, a bulk approval's refusals)."""
+    with rt.db.read() as session:
+        return merge_vocabularies(*(rt.definitions.get(session, rt.definitions.latest_id(session, pid)).vocabulary
+                                    for pid in rt.definitions.process_ids(session)))
+
+
 def subject_choices(rt, process_id: str, username: str) -> list[dict]:
     """The people a start form's subject field (an appraisal's employee, a lead's rep) may name, by
     the process's subject rule: active, never an administrator."""
@@ -106,7 +116,9 @@ def _first_form(parsed):
 
 def instance(rt, instance_id, username: str, *, labels: bool = False) -> dict:
     """The instance object; with labels, also the titles and form schemas of its definition
-    version ("fields", "steps", "forms") that a UI needs to label its data."""
+    version ("fields", "steps", "forms") and the words of its data ("vocabulary": its version's,
+    over the latest version's for what an older version did not declare) that a UI needs to label
+    its data."""
     with rt.db.read() as session:
         user = access.actor(session, username)
         inst = session.get(ProcessInstance, instance_id)
@@ -115,7 +127,10 @@ def instance(rt, instance_id, username: str, *, labels: bool = False) -> dict:
         result = instance_dict(rt, session, inst, with_history=True)
         if labels:
             parsed = rt.definitions.get(session, inst.definition_id)
-            result.update(fields=parsed.fields, steps=parsed.steps, forms=parsed.form_properties)
+            latest = rt.definitions.get(session, rt.definitions.latest_id(session, inst.process_id))
+            result.update(fields=parsed.fields, steps=parsed.steps, forms=parsed.form_properties,
+                          vocabulary=parsed.vocabulary if latest is parsed
+                          else merge_vocabularies(latest.vocabulary, parsed.vocabulary))
         return result
 
 

@@ -112,6 +112,10 @@ class Engine(Runner):
     def process_names(self) -> dict[str, dict]:
         return queries.process_names(self)
 
+    def vocabulary(self) -> dict:
+        """The words of every process's data, declared in workflows/ (see ParsedDefinition.vocabulary)."""
+        return queries.vocabulary(self)
+
     def instance(self, instance_id, username: str, *, labels: bool = False) -> dict:
         return queries.instance(self, instance_id, username, labels=labels)
 

@@ -3,6 +3,7 @@ editable copies of workflows/, a free port. One place, instead of a copy in ever
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import socket
 from datetime import datetime, timezone
@@ -85,6 +86,30 @@ def edit(path: Path, old: str, new: str, count: int = -1) -> None:
     text = path.read_text(encoding="utf-8")
     assert old in text, f"{old!r} not in {path.name}"
     path.write_text(text.replace(old, new, count), encoding="utf-8")
+
+
+def _without_chinese_messages(node):
+    if isinstance(node, dict):
+        return {k: _without_chinese_messages(v) for k, v in node.items() if k != "x-error-zh"}
+    if isinstance(node, list):
+        return [_without_chinese_messages(v) for v in node]
+    return node
+
+
+def without_words(workflows: Path) -> None:
+    """A workflows copy as it was before its words were declared: no vocabulary.json, no x-error-zh."""
+    (workflows / "vocabulary.json").unlink()
+    for form in (workflows / "forms").glob("*.json"):
+        schema = json.loads(form.read_text(encoding="utf-8"))
+        form.write_text(json.dumps(_without_chinese_messages(schema), ensure_ascii=False, indent=2), encoding="utf-8")
+
+
+def with_words(workflows: Path) -> None:
+    """The words of workflows/ (vocabulary.json, the forms) back into a copy (see without_words)."""
+    from engine.runtime import DEFAULT_WORKFLOWS_DIR
+    shutil.copy(DEFAULT_WORKFLOWS_DIR / "vocabulary.json", workflows / "vocabulary.json")
+    shutil.rmtree(workflows / "forms")
+    shutil.copytree(DEFAULT_WORKFLOWS_DIR / "forms", workflows / "forms")
 
 
 def make_engine(database, workflows: Path):

@@ -80,3 +80,69 @@ def test_html_forms_are_parsed_by_the_schemas_types(lang):
     assert fr.raw_values(MultiDict([("csrf_token", "t"), ("a", "1"), ("b", "1"), ("b", "2")])) == {"a": "1", "b": ["1", "2"]}
     assert fr.general_errors(schema, {"_form": "unknown field", "n": "bad", "ghost": "unknown field"}) == [
         fr.translate_message("unknown field"), f"ghost: {fr.translate_message('unknown field')}"]
+
+
+# a process's words, as the engine hands them out with an instance ("vocabulary", from workflows/vocabulary.json)
+WORDS = {
+    "data": {
+        "days": {"title": "Days away", "x-title-zh": "出差天数"},
+        "left": {"title": "Left (CNY)", "x-title-zh": "剩余（元）", "x-format": "money"},
+        "total": {"title": "Total (CNY)", "x-title-zh": "合计（元）"},
+        "why": {"title": "Why", "x-title-zh": "原因", "x-enum-titles": {
+            "far": {"en": "it is far", "zh": "路程远"}, "long": {"en": "it is long", "zh": "时间长"}},
+            "x-also": [{"value": "long", "when": {"special": True, "days": 9}}]},
+        "outcome": {"x-enum-titles": {"settled": {"en": "Settled", "zh": "已定"}}},
+    },
+    "cards": [{"id": "trip-card", "when": ["days"], "rows": [
+        {"key": "days", "title": "Days", "x-title-zh": "天数", "main": True},
+        {"key": "rate", "title": "Rate", "x-title-zh": "比例", "format": "percent"},
+        {"key": "avg", "title": "Average", "x-title-zh": "平均", "digits": 1},
+        {"key": "visa", "title": "Visa", "x-title-zh": "签证",
+         "x-enum-titles": {"true": {"en": "Needed", "zh": "需要"}, "false": {"en": "Not needed", "zh": "不需要"}}},
+        {"key": "before", "title": "Before", "x-title-zh": "之前", "optional": True, "unless": "days"}]}],
+    "messages": {"at least one night": "至少住一晚"},
+}
+
+
+def test_data_no_form_declares_is_labelled_by_the_process_vocabulary(lang):
+    en = lang == "en"
+    data = {"why": "far", "special": True, "days": 9, "left": 12.5, "total": 5000, "outcome": "settled", "other_key": 1}
+    items = {i.key: i for i in fr.describe(data, {}, vocabulary=WORDS)}
+    assert items["days"].label == ("Days away" if en else "出差天数") and items["days"].value == "9"
+    assert items["why"].value == ("it is far; it is long" if en else "路程远；时间长")  # x-also: both reasons
+    assert items["left"].value == "¥12.50" and items["total"].value == "5,000"  # money only when declared
+    assert items["outcome"].label == ("Outcome" if en else "结果") and items["other_key"].label == "Other key"
+    assert fr.describe({"why": "far", "days": 2}, {}, vocabulary=WORDS)[0].value == ("it is far" if en else "路程远")
+    assert fr.describe({"days": 2}, {"days": {"title": "Form days", "x-title-zh": "表单天数"}},
+                       vocabulary=WORDS)[0].label == ("Form days" if en else "表单天数")  # a form's title wins
+    nested = fr.describe({"review": {"days": 3}}, {}, vocabulary=WORDS)[0].children[0]
+    assert nested.label == ("Days away" if en else "出差天数")
+    assert fr.describe({"days": 2})[0].label == "Days"  # no vocabulary: the key, readable
+    assert fr.outcome_label("settled", WORDS) == ("Settled" if en else "已定")
+    assert fr.outcome_label("approved", WORDS) == ("Approved" if en else "已通过")
+    assert fr.outcome_label("won") == "won"  # a process's outcome without its words: as it is
+
+
+def test_result_cards_are_what_the_process_declares(lang):
+    en = lang == "en"
+    assert fr.result_cards({"rate": 1}, WORDS) == [] and fr.result_cards({"days": 3}, None) == []
+    [card] = fr.result_cards({"days": 3, "rate": 0.8, "avg": 75.25, "visa": None, "before": 3}, WORDS)
+    assert card["id"] == "trip-card" and card["keys"] == ["days", "rate", "avg", "visa", "before"]
+    rows = {r["key"]: r for r in card["rows"]}
+    assert set(rows) == {"days", "rate", "avg", "visa"}  # before: the same as days
+    assert rows["days"]["main"] and rows["days"]["label"] == ("Days" if en else "天数") and rows["days"]["value"] == "3"
+    assert rows["rate"]["value"] == "80%" and rows["avg"]["value"] == "75.3" and rows["avg"]["exact"] == "75.25"
+    assert rows["visa"]["value"] == ("Not needed" if en else "不需要")
+    [card] = fr.result_cards({"days": 3, "visa": True, "before": 5}, WORDS)
+    rows = {r["key"]: r for r in card["rows"]}
+    assert rows["visa"]["value"] == ("Needed" if en else "需要") and rows["before"]["value"] == "5"
+    assert rows["rate"]["value"] == "—" and rows["avg"]["value"] == "—"
+
+
+def test_a_forms_messages_in_chinese_from_the_form_else_from_the_vocabulary(lang):
+    assert fr.form_zh({"properties": {"n": {"x-error": "e", "x-error-zh": "错"}}}, WORDS) == \
+        {"at least one night": "至少住一晚", "e": "错"}
+    zh = fr.form_zh({"properties": {"n": {"x-error": "at least one night"}}}, WORDS)  # an older form: no x-error-zh
+    assert fr.translate_message("at least one night", zh) == ("at least one night" if lang == "en" else "至少住一晚")
+    assert fr.general_errors({}, {"_form": "at least one night"}, zh) == [
+        "at least one night" if lang == "en" else "至少住一晚"]

@@ -3,9 +3,13 @@
 Inputs: `build_fields` turns a JSON Schema (a start form, a task's form) into Fields the
 templates render, `parse_form` turns the submitted HTML form back into data for the engine.
 Outputs: `describe` turns instance or task data into labelled Items, with titles and enum
-labels from the forms of the instance's own definition version (`data_fields`, `step_form`).
-Messages the engine or a form produces are shown translated (`translate_message`).
-Nothing here reads workflow files: every schema and title comes from the engine.
+labels from the forms of the instance's own definition version (`data_fields`, `step_form`) and,
+for data no form declares, from the process's vocabulary (`workflows/vocabulary.json`, handed out
+by the engine with the instance); `result_cards` are the result cards a process declares there.
+Messages the engine or a form produces are shown translated (`translate_message`): the engine's
+through the .po catalog, a form's by its own x-error-zh.
+Nothing here reads workflow files: every schema, title and word of a process comes from the engine;
+what is here is the engine's and the UI's own vocabulary, the same for every process.
 """
 from __future__ import annotations
 
@@ -46,50 +50,26 @@ STATUSES = {
     "error": _l("Error"),
     "open": _l("Open"),
 }
-OUTCOMES = {
+OUTCOMES = {  # the engine's (withdrawn) and every approval's; a process's own: its vocabulary
     "approved": _l("Approved"),
     "rejected": _l("Rejected"),
     "withdrawn": _l("Withdrawn"),
-    "won": _l("Won"),
-    "lost": _l("Lost"),
 }
-# data keys that no form declares (set by the engine or the process)
+# data keys the engine sets (and history details); a process's own keys are labelled by its
+# vocabulary (workflows/vocabulary.json) and its forms
 DATA_LABELS = {
     "submitter": _l("Submitter"),
     "started_by": _l("Started by"),
     "region": _l("Region"),
-    "budget_remaining": _l("Budget remaining (CNY)"),
-    "needs_director": _l("Needs the sales director"),
-    "needs_special_approval": _l("Needs special approval"),
     "outcome": _l("Outcome"),
     "by": _l("By"),
-    "employee": _l("Employee"),
-    "score": _l("Score"),
-    "grade": _l("Grade"),
-    "bonus_multiplier": _l("Bonus multiplier"),
-    "pip": _l("Performance improvement plan"),
     "decision": _l("Decision"),
     "comment": _l("Comment"),
     "reason": _l("Reason"),
-    "quantitative_score": _l("Quantitative score (60%)"),
-    "qualitative_score": _l("Qualitative score (40%)"),
-    "previous_grade": _l("Previous grade"),
-    "original_grade": _l("Grade before the appeal"),
-    "appeal_filed_on": _l("Appeal filed on"),
-    "appeal_result": _l("Appeal result"),
-    "major": _l("Major contract"),
-    "major_reason": _l("Why it is major"),
-    "contract_approved": _l("Contract approved"),
-    "budget_booking": _l("Budget booking"),
-    "budget": _l("Budget"),
+    # what the budget operations return (engine/services.py: budget.consume)
     "booked": _l("Booked"),
     "period": _l("Period"),
     "remaining": _l("Remaining"),
-    "review_result": _l("Review result"),
-    "result": _l("Result"),
-    "lost_reason": _l("Why the lead was lost"),
-    "plan_total": _l("Plan total (CNY)"),
-    "plan_applied": _l("Budget applied"),
     # history details
     "assignee": _l("Assignee"),
     "candidates": _l("Candidates"),
@@ -123,15 +103,11 @@ SIGNER_MODE_HELP = {
 }
 BECAUSE = {"returned": _l("Returned for revision"), "rejected": _l("Rejected"), "approved": _l("Approved")}
 REASONS = {"waiting for the added signers": _l("waiting for the added signers")}
-REVIEW_RESULTS = {"approved": _l("Approved"), "returned": _l("Returned for revision"), "rejected": _l("Rejected")}
-MAJOR_REASONS = {"amount": _l("the amount is 500,000 or more"), "payment_terms": _l("non-standard payment terms"),
-                 "no_credit_record": _l("the customer has no credit record")}
 REGIONS = {"east": _l("East"), "north": _l("North"), "south": _l("South"), "west": _l("West"),
            "central": _l("Central")}
-# labels of values that no form declares, by data key
-VALUE_LABELS = {"appeal_result": {"upheld": _l("Upheld"), "changed": _l("Changed")},
-                "outcome": OUTCOMES, "status": STATUSES, "region": REGIONS, "mode": SIGNER_MODES,
-                "because": BECAUSE, "review_result": REVIEW_RESULTS, "major_reason": MAJOR_REASONS,
+# labels of values the engine sets, by data key (a process's own values: its vocabulary)
+VALUE_LABELS = {"outcome": OUTCOMES, "status": STATUSES, "region": REGIONS, "mode": SIGNER_MODES,
+                "because": BECAUSE,
                 "reason": {**REASONS, "deactivated": _l("the person was deactivated"),
                            "role removed": _l("the person no longer holds the role")}}
 # data keys the engine sets to usernames (shown as the user's name); form fields say so with
@@ -139,8 +115,8 @@ VALUE_LABELS = {"appeal_result": {"upheld": _l("Upheld"), "changed": _l("Changed
 ENGINE_USER_KEYS = {"submitter", "started_by", "by", "assignee", "candidates", "from", "to", "subject", "users",
                     "signer", "copied_to", "reminded"}
 
-# Messages the engine and the form schemas (x-error) produce, in English; shown translated.
-# A new x-error in a form needs a line here and a translation (or an "x-error-zh" next to it).
+# Messages the engine produces, in English; shown translated. A form's own messages (x-error) are
+# translated by the form: an "x-error-zh" next to each x-error (see error_zh).
 ENGINE_MESSAGES = frozenset({
     # engine
     N_("this field is required"),
@@ -178,68 +154,14 @@ ENGINE_MESSAGES = frozenset({
     N_("must be a string"),
     N_("signers can be added only to an approval step, by its owner"),
     N_("no such user"),
-    # forms (x-error)
-    N_("a comment is required to return or reject"),
-    N_("a satisfaction score from 1 to 5"),
-    N_("an agreed improvement plan is required"),
-    N_("choose the employee"),
-    N_("choose the new grade: S, A, B, C or D"),
-    N_("collection_rate: a score from 0 to 100"),
-    N_("compliance: a score from 0 to 100"),
-    N_("confirm the requirements with the customer first"),
-    N_("customer_satisfaction: a score from 0 to 100"),
-    N_("describe the basic needs"),
-    N_("describe the business situation"),
-    N_("describe the decision process"),
-    N_("describe the pain points"),
-    N_("describe the purpose and the receipts"),
-    N_("describe your results for the period"),
-    N_("evidence is required"),
-    N_("explain the next step"),
-    N_("explain why the grade changes"),
-    N_("give the reason for closing the lead"),
-    N_("give the reason for your appeal"),
-    N_("lead_conversion: a score from 0 to 100"),
-    N_("learning: a score from 0 to 100"),
-    N_("list the products and services"),
-    N_("list the requirements"),
-    N_("must be a date YYYY-MM-DD"),
-    N_("must be a number greater than 0"),
-    N_("must be a number, 0 or more"),
-    N_("must be true or false"),
-    N_("must be a month YYYY-MM"),
-    N_("must be 1 to 120 characters"),
-    N_("must be an e-mail address"),
-    N_("at least 10 characters"),
+    # admin (engine/commands/admin.py)
     N_("nobody is their own manager"),
     N_("you cannot deactivate yourself"),
     N_("a username cannot change"),
     N_("1 to 80 letters, digits, '.', '_' or '-'"),
     N_("1 to 40 lower-case letters, digits, '_' or '-'"),
     N_("the task is already theirs"),
-    N_("administrators do not decide tasks"),
-    N_("this person is not active"),
-    N_("this person holds no role that decides this step"),
-    N_("no such user"),
-    N_("add at least one budget line"),
-    N_("choose the region"),
-    N_("new_customers: a score from 0 to 100"),
-    N_("record how the complaint was handled"),
-    N_("sales_achievement: a score from 0 to 100"),
-    N_("say what the customer wants changed, or why they declined"),
-    N_("score every indicator from 0 to 100"),
-    N_("summarise the contract's main terms"),
-    N_("teamwork: a score from 0 to 100"),
-    N_("the after-sales terms are required"),
-    N_("the company is required"),
-    N_("the contact is required"),
-    N_("the contract number is required"),
-    N_("the customer is required"),
-    N_("the delivery plan is required"),
-    N_("the order number is required"),
-    N_("the period is required"),
-    N_("the result talk must last at least 30 minutes"),
-    N_("the written evaluation report is required"),
+    N_("must be a month YYYY-MM"),
 })
 # engine messages with a variable part
 MESSAGE_PATTERNS = (
@@ -288,9 +210,15 @@ def error_zh(schema) -> dict:
     return found
 
 
+def form_zh(schema, vocabulary: dict | None = None) -> dict:
+    """The Chinese of a form's messages: its own x-error-zh, else the same message's in the process's
+    vocabulary (the forms of the latest version: for a form of an older version that has none)."""
+    return {**((vocabulary or {}).get("messages") or {}), **error_zh(schema)}
+
+
 def translate_message(message, zh: dict | None = None) -> str:
     """An engine or form message in the user's language (unknown ones stay as they are).
-    `zh` is the form's own x-error-zh texts (see error_zh)."""
+    `zh` is the form's own x-error-zh texts (see error_zh, form_zh)."""
     if not isinstance(message, str):
         return str(message)
     if message in ENGINE_MESSAGES:
@@ -363,13 +291,16 @@ def localtime(value) -> str:
     return moment.strftime("%Y-%m-%d %H:%M") if moment else ""
 
 
-MONEY_KEYS = {"amount", "quoted_amount", "collected_amount", "budget_remaining", "remaining"}
+MONEY_KEYS = {"amount", "remaining"}  # what the budget operations take and return (engine/services.py)
 
 
 def is_money(key: str, prop: dict | None = None) -> bool:
-    """Amounts of money: the known keys, and any number field titled in CNY."""
-    title = str((prop or {}).get("title") or "")
-    return key in MONEY_KEYS or "CNY" in title
+    """Amounts of money: the engine's amount keys, any number field titled in CNY, and what the
+    process's vocabulary says is money (x-format "money")."""
+    prop = prop or {}
+    if key in MONEY_KEYS or prop.get("x-format") == "money":
+        return True
+    return prop.get("type") in ("number", "integer") and "CNY" in str(prop.get("title") or "")
 
 
 def money(value) -> str:
@@ -436,10 +367,43 @@ class Item:
     table: dict | None = None  # {"columns": [(key, label)], "rows": [[text, ...]]}: a list of records
 
 
-def describe(data: dict, fields: dict | None = None, names: dict | None = None, hide: tuple = ()) -> list[Item]:
+def _words(vocabulary: dict | None, key: str) -> dict | None:
+    """A data key's words in the process's vocabulary (shaped like a form field), if it has any."""
+    words = ((vocabulary or {}).get("data") or {}).get(key)
+    return words if isinstance(words, dict) else None
+
+
+def _same(value, expected) -> bool:
+    return value == expected and isinstance(value, bool) == isinstance(expected, bool)
+
+
+def _holds(when, data: dict) -> bool:
+    return isinstance(when, dict) and all(k in data and _same(data[k], v) for k, v in when.items())
+
+
+def also_values(value, prop: dict | None, data: dict) -> list[str]:
+    """A value's words with those of the values its x-also adds (every key of their `when` holds
+    in the data): every reason a contract is major, when the routing table stores the first."""
+    rules = (prop or {}).get("x-also") or []
+    added = [rule.get("value") for rule in rules if isinstance(rule, dict) and _holds(rule.get("when"), data)]
+    if not added:
+        return []
+    values = ([value] if _enum_title(prop, value) else []) + added
+    return [_enum_title(prop, v) or str(v) for v in dict.fromkeys(values)]
+
+
+def outcome_label(outcome, vocabulary: dict | None = None) -> str:
+    """An instance's outcome in words: the process's own (its vocabulary), else the engine's."""
+    title = _enum_title(_words(vocabulary, "outcome"), outcome)
+    return title or str(OUTCOMES.get(outcome, outcome))
+
+
+def describe(data: dict, fields: dict | None = None, names: dict | None = None, hide: tuple = (),
+             vocabulary: dict | None = None) -> list[Item]:
     """Data as labelled items, dicts as sub-lists: form fields first, then the rest, each in data order.
     `fields` data key -> JSON-Schema property (title, enum labels, nested properties; see data_fields),
-    `names` username -> display name."""
+    `names` username -> display name, `vocabulary` the process's words for data no form declares
+    (the engine's "vocabulary" of the instance: data key -> words shaped like a form field)."""
     if not isinstance(data, dict):
         return []
     fields = fields if isinstance(fields, dict) else {}
@@ -448,9 +412,10 @@ def describe(data: dict, fields: dict | None = None, names: dict | None = None, 
     for key in first + [k for k in data if k not in first]:
         if key in hide:
             continue
-        value, prop = data[key], fields.get(key)
-        if key == "major_reason" and major_reasons(data):
-            items.append(Item(key, _label(key, prop), ("；" if lang() == "zh" else "; ").join(major_reasons(data))))
+        value, prop = data[key], fields.get(key) or _words(vocabulary, key)
+        also = also_values(value, prop, data)
+        if also:
+            items.append(Item(key, _label(key, prop), ("；" if lang() == "zh" else "; ").join(also)))
             continue
         if isinstance(value, dict) and value.get("cancelled") is True:  # a parallel review someone else ended
             match = re.fullmatch(r"cancelled: (\w+) by (\S+)", str(value.get("comment") or ""))
@@ -462,11 +427,12 @@ def describe(data: dict, fields: dict | None = None, names: dict | None = None, 
         if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
             columns = ((prop or {}).get("items") or {}).get("properties") or {}
             keys = list(columns) or list(dict.fromkeys(k for v in value for k in v))
+            cells = {k: columns.get(k) or _words(vocabulary, k) for k in keys}
             items.append(Item(key, _label(key, prop), table={
-                "columns": [(k, _label(k, columns.get(k))) for k in keys],
-                "rows": [[format_value(k, v.get(k), columns.get(k), names) for k in keys] for v in value]}))
+                "columns": [(k, _label(k, cells[k])) for k in keys],
+                "rows": [[format_value(k, v.get(k), cells[k], names) for k in keys] for v in value]}))
         elif isinstance(value, dict):
-            children = describe(value, (prop or {}).get("properties"), names)
+            children = describe(value, (prop or {}).get("properties"), names, vocabulary=vocabulary)
             if children:  # a step's answer not given yet is no row
                 items.append(Item(key, _label(key, prop), children=children))
         else:
@@ -480,7 +446,8 @@ def _number(value) -> float | None:
 
 def budget_line(data: dict) -> dict | None:
     """The claim's budget in words: what was left before it, after it, an overrun, and whether it is
-    booked (budget_remaining: left before the claim; budget_booking {booked, period, remaining})."""
+    booked (budget_remaining: left before the claim; budget_booking {booked, period, remaining}: what
+    the budget operations return, engine/services.py)."""
     before, amount = _number((data or {}).get("budget_remaining")), _number((data or {}).get("amount"))
     if before is None or amount is None:
         return None
@@ -500,41 +467,54 @@ def budget_line(data: dict) -> dict | None:
     return line
 
 
-def major_reasons(data: dict) -> list[str]:
-    """Every reason a contract is major (the routing table names the first that applies)."""
+BUDGET_KEYS = ("budget_remaining", "budget_booking")  # shown as the budget line
+
+
+def _card_value(row: dict, value, words: dict | None) -> dict:
+    """A card row's text (and the exact number, when rounded)."""
+    number = _number(value)
+    if "digits" in row and number is not None:
+        from decimal import ROUND_HALF_UP, Decimal
+        digits = max(0, int(row["digits"]))
+        rounded = Decimal(str(number)).quantize(Decimal(1).scaleb(-digits), rounding=ROUND_HALF_UP)
+        pattern = "#,##0" + ("." + "#" * digits if digits else "")
+        return {"value": format_decimal(rounded, format=pattern),
+                "exact": format_decimal(number, format="#,##0.####")}
+    if row.get("format") == "percent":
+        return {"value": f"{format_decimal(number * 100, format='#,##0.#')}%" if number is not None else "—"}
+    titles = row.get("x-enum-titles") or {}
+    if set(titles) == {"true", "false"} and (value is None or isinstance(value, bool)):
+        return {"value": _enum_title(row, "true" if value else "false") or "—"}
+    return {"value": _enum_title(row, value) or format_value(row["key"], value, words)}
+
+
+def _has_value(data: dict, key: str, row: dict) -> bool:
+    if data.get(key) in (None, ""):
+        return False
+    return _number(data[key]) is not None if ("digits" in row or row.get("format")) else True
+
+
+def result_cards(data: dict, vocabulary: dict | None = None) -> list[dict]:
+    """The result cards the process declares (vocabulary "cards") whose `when` keys all have a value
+    (a number, for a rounded or percent row): {"id", "keys", "rows": [{"key", "label", "value",
+    "exact", "main"}]}. The data list leaves out the keys a shown card has."""
     data = data or {}
-    if not data.get("major"):
-        return []
-    keys = [data.get("major_reason")] if data.get("major_reason") in MAJOR_REASONS else []
-    if data.get("payment_terms") == "non_standard":
-        keys.append("payment_terms")
-    if data.get("customer_has_credit_record") is False:
-        keys.append("no_credit_record")
-    return [str(MAJOR_REASONS[k]) for k in dict.fromkeys(keys)]
-
-
-def appraisal_result(data: dict) -> dict | None:
-    """The appraisal's result as one card: score (rounded), grade, bonus %, improvement plan."""
-    data = data or {}
-    if "grade" not in data or _number(data.get("score")) is None:
-        return None
-    from decimal import ROUND_HALF_UP, Decimal
-    score = _number(data["score"])
-    bonus = _number(data.get("bonus_multiplier"))
-    rounded = Decimal(str(score)).quantize(Decimal("0.1"), rounding=ROUND_HALF_UP)
-    return {
-        "score": format_decimal(rounded, format="#,##0.#"), "score_exact": format_decimal(score, format="#,##0.####"),
-        "grade": str(data.get("grade") or "—"),
-        "original_grade": data.get("original_grade") if data.get("original_grade") not in (None, data.get("grade")) else None,
-        "bonus": f"{format_decimal(bonus * 100, format='#,##0.#')}%" if bonus is not None else "—",
-        "pip": data.get("pip"),
-        "appeal_result": format_value("appeal_result", data["appeal_result"]) if data.get("appeal_result") else None,
-    }
-
-
-RESULT_KEYS = ("score", "grade", "original_grade", "bonus_multiplier", "pip", "appeal_result")
-
-
+    shown = []
+    for card in (vocabulary or {}).get("cards") or []:
+        rows = {row["key"]: row for row in card.get("rows") or []}
+        if not all(_has_value(data, key, rows.get(key) or {}) for key in card.get("when") or []):
+            continue
+        items = []
+        for key, row in rows.items():
+            value = data.get(key)
+            if row.get("optional") and value in (None, ""):
+                continue
+            if row.get("unless") and value == data.get(row["unless"]):
+                continue
+            items.append({"key": key, "label": form_title(row), "main": bool(row.get("main")), "exact": None,
+                          **_card_value(row, value, _words(vocabulary, key))})
+        shown.append({"id": card["id"], "keys": list(rows), "rows": items})
+    return shown
 
 
 def flatten(items: list[Item]) -> list[tuple[str, str]]:
@@ -708,7 +688,8 @@ def build_fields(schema: dict | None, values: dict | None = None, errors: dict |
                  regions: list | None = None) -> list[Field]:
     """Form fields for a JSON Schema object: one Field per property, nested objects as groups.
     `values` are what the inputs show (typed data, or the submitted strings by HTML name),
-    `errors` the engine's {field: message}, `return_targets` the task's steps a return may go
+    `errors` the engine's {field: message}, `zh` the Chinese of the form's messages (default: its
+    x-error-zh, error_zh; see form_zh), `return_targets` the task's steps a return may go
     back to (for an x-widget "return-target": a select of them, the submitter's step first)."""
     if not schema:
         return []
@@ -916,8 +897,8 @@ def form_title(schema: dict | None) -> str:
     return (schema.get("x-title-zh") if lang() == "zh" else None) or schema.get("title") or ""
 
 
-def general_errors(schema: dict | None, errors: dict) -> list[str]:
-    """Errors that belong to no rendered field, shown above the form."""
+def general_errors(schema: dict | None, errors: dict, zh: dict | None = None) -> list[str]:
+    """Errors that belong to no rendered field, shown above the form (`zh`: as for build_fields)."""
     names = set()
     tables = set()
 
@@ -929,7 +910,7 @@ def general_errors(schema: dict | None, errors: dict) -> list[str]:
             if _kind(prop) == "table":
                 tables.add(prefix + key + ".")
     collect(schema)
-    zh = error_zh(schema)
+    zh = error_zh(schema) if zh is None else zh
     return [translate_message(v, zh) if k in ("_form", "_body") else f"{k}: {translate_message(v, zh)}"
             for k, v in (errors or {}).items()
             if k not in names and not any(k.startswith(t) for t in tables)]

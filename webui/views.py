@@ -1,15 +1,15 @@
 """HTML views: login page, inbox, start forms, task pages and instance pages.
 
 A thin layer: every page asks the engine (`current_app.extensions["salesflow"]`)
-and turns engine errors into friendly pages or flash messages. Titles, names and
-form schemas all come from the engine, for the definition version an instance runs;
-forms and values are rendered by `formrender`.
+and turns engine errors into friendly pages or flash messages. Titles, names, form
+schemas and the words of a process's data (its vocabulary) all come from the engine, for
+the definition version an instance runs; forms and values are rendered by `formrender`.
 """
 from __future__ import annotations
 
 import re
 
-from flask import Blueprint, current_app, flash, redirect, render_template, request, send_file, url_for
+from flask import Blueprint, current_app, flash, g, redirect, render_template, request, send_file, url_for
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_required
@@ -20,10 +20,10 @@ from engine.errors import Conflict, EngineError, Forbidden, NotFound, ProcessErr
 
 from . import edge
 from .formrender import (
-    DATA_LABELS, N_, OUTCOMES, RESULT_KEYS, SIGNER_MODE_HELP, SIGNER_MODES, STATUSES, STEP_ACTIONS, appraisal_result,
-    budget_line, build_fields, data_fields, describe, flatten, form_title, general_errors, lang, localized, localtime,
-    money, needs_regions, needs_users, parse_form, parse_time, people_error, raw_values, step_form, translate_error_dict,
-    translate_message, upload_fields,
+    BUDGET_KEYS, DATA_LABELS, N_, SIGNER_MODE_HELP, SIGNER_MODES, STATUSES, STEP_ACTIONS, budget_line, build_fields,
+    data_fields, describe, flatten, form_title, form_zh, general_errors, lang, localized, localtime, money,
+    needs_regions, needs_users, outcome_label, parse_form, parse_time, people_error, raw_values, result_cards,
+    step_form, translate_error_dict, translate_message, upload_fields,
 )
 
 bp = Blueprint("views", __name__)
@@ -33,6 +33,15 @@ bp.add_app_template_filter(localtime, "localtime")
 
 def engine():
     return current_app.extensions["salesflow"]
+
+
+def vocabulary() -> dict:
+    """The words of every process (workflows/, from the engine), once a request: for what a page
+    shows of several processes (outcomes in lists, a bulk approval's refusals). An instance's own
+    page uses the instance's ("vocabulary" of its definition version)."""
+    if "salesflow_vocabulary" not in g:
+        g.salesflow_vocabulary = engine().vocabulary()
+    return g.salesflow_vocabulary
 
 
 # --------------------------------------------------------------- vocabularies
@@ -165,7 +174,7 @@ def _inject():
         "localized": localized,
         "task_title": task_title,
         "status_label": lambda s: str(STATUSES.get(s, s)),
-        "outcome_label": lambda o: str(OUTCOMES.get(o, o)),
+        "outcome_label": lambda o: outcome_label(o, vocabulary()),
         "action_label": lambda a: str(ACTIONS.get(a, a)),
         "lane_label": lambda lane: str(LANES.get(lane, lane or "—")),
         "join_names": join_names,
@@ -287,7 +296,7 @@ def _bulk_reason(result: dict, names: dict) -> str:
     if status == 422 and result.get("errors"):
         errors = result["errors"]
         first = next(iter(errors.values()))
-        translated = translate_message(first)
+        translated = translate_message(first, vocabulary().get("messages"))
         return translated if translated != first or lang() == "en" else str(BULK_STATUS[422])
     if status == 422 and message:
         translated = translate_message(message)
@@ -467,7 +476,7 @@ def _history(instance: dict, names: dict, files: dict | None = None) -> list[dic
         detail = _with_file_names(detail, form, files or {})
         rows.append({"at": event.get("at"), "actor": event.get("actor"), "action": action,
                      "name": event.get("task"), "task": localized(event.get("task_title"), event.get("task") or ""),
-                     "detail": flatten(describe(detail, form, names)),
+                     "detail": flatten(describe(detail, form, names, vocabulary=instance.get("vocabulary"))),
                      "notes": notes, "since": None})
     out: list[dict] = []
     pending: dict[str, list[dict]] = {}  # step -> its folded rows not yet matched with a decision
@@ -545,9 +554,12 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
     if instance:
         process_title = localized(instance.get("process_name"), task["process_id"])
         fields = data_fields(instance)
+        words = instance.get("vocabulary")
     else:
         process_title = localized(eng.process_names().get(task["process_id"]), task["process_id"])
         fields = (schema or {}).get("properties")
+        words = vocabulary()
+    zh = form_zh(schema, words)
     users = eng.users()
     names = _user_names(users)
     is_open = task["status"] == "open"
@@ -560,7 +572,8 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
     if values is None:
         values = task.get("values") or {}
     files = eng.describe_attachments(_attached_ids(schema, values), me) if can_complete else {}
-    form_fields = build_fields(schema, values, errors, users, return_targets=task.get("return_targets"), files=files,
+    form_fields = build_fields(schema, values, errors, users, zh=zh, return_targets=task.get("return_targets"),
+                               files=files,
                                regions=eng.regions(me, admin=False) if can_complete and needs_regions(schema) else []) \
         if can_complete else []
     decision = next((f for f in form_fields if task.get("is_approval") and f.key == "decision"
@@ -571,7 +584,7 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
     return render_template(
         "task.html", task=task, instance=instance, process_title=process_title,
         fields=[f for f in form_fields if f is not decision and not (f.kind == "return-target" and not f.options)],
-        decision=decision, form_title=form_title(schema), form_errors=general_errors(schema, errors or {}),
+        decision=decision, form_title=form_title(schema), form_errors=general_errors(schema, errors or {}, zh),
         claimable=claimable, can_complete=can_complete, can_delegate=can_delegate,
         delegate_to=eligible,
         delegate_errors=translate_error_dict(delegate_errors), delegate_values=delegate_values or {},
@@ -584,23 +597,25 @@ def _task_page(task_id: str, *, errors=None, values=None, delegate_errors=None, 
         signer_status=lambda st: str(SIGNER_STATUSES.get(st, st)),
         held=bool(task["status"] == "completed" and task.get("assignee") == me and signers_open),
         **_cc_context(instance, me, users, names, cc_errors, cc_values, next_url=url_for("views.task", task_id=task_id)),
-        **_details(task.get("data") or {}, fields, names),
+        **_details(task.get("data") or {}, fields, names, words),
         attachments=attachments, names=names,
         history=_history(instance, names, {a["id"]: a["filename"] for a in attachments}) if instance else [],
         step_title=lambda name: _step_title(instance or {}, name),
     ), status
 
 
-def _details(data: dict, fields: dict | None, names: dict) -> dict:
-    """A request's data for its page: the appraisal result as one card, the budget as one line,
-    everything else as labelled items (no raw keys, files as their own card)."""
-    budget, result = budget_line(data), appraisal_result(data)
+def _details(data: dict, fields: dict | None, names: dict, words: dict | None) -> dict:
+    """A request's data for its page: the result cards its process declares (an appraisal's result),
+    the budget as one line, everything else as labelled items (no raw keys, files as their own card);
+    `words` the process's vocabulary."""
+    budget, cards = budget_line(data), result_cards(data, words)
     hide = ["outcome", "submitter", "started_by", *_file_keys(fields)]  # the facts card names the people
     if budget:
-        hide += ["budget_remaining", "budget_booking"]
-    if result:
-        hide += list(RESULT_KEYS)
-    return {"data_items": describe(data, fields, names, hide=tuple(hide)), "budget": budget, "result": result}
+        hide += BUDGET_KEYS
+    for card in cards:
+        hide += card["keys"]
+    return {"data_items": describe(data, fields, names, hide=tuple(hide), vocabulary=words), "budget": budget,
+            "cards": cards}
 
 
 def _file_keys(fields: dict | None) -> tuple:
@@ -790,7 +805,7 @@ def _instance_page(instance_id, *, comment_errors=None, comment_value="", cc_err
     running = inst["status"] == "running"
     return render_template(
         "instance.html", inst=inst, svg=svg, names=names, called=called, process_arg=process_arg, shown_process=shown, outcome=data.get("outcome"),
-        **_details(data, data_fields(inst), names),
+        **_details(data, data_fields(inst), names, inst.get("vocabulary")),
         attachments=attachments, history=_history(inst, names, {a["id"]: a["filename"] for a in attachments}), can_withdraw=running and inst["started_by"] == me,
         can_urge=bool(running and inst.get("tasks") and me in (inst["started_by"], inst["subject"])),
         comments=comments, comment_errors=translate_error_dict(comment_errors), comment_value=comment_value,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from itertools import combinations
 from pathlib import Path
 
@@ -30,7 +31,11 @@ FORM_FILES = sorted((WORKFLOWS / "forms").glob("*.json"))
 CATALOG = json.loads((WORKFLOWS / "processes.json").read_text(encoding="utf-8"))
 LANES = json.loads((WORKFLOWS / "lanes.json").read_text(encoding="utf-8"))
 PROCESSES = ["expense_approval", "contract_review", "performance_appraisal", "lead_to_aftersales", "budget_plan"]
-OUTCOMES = {"approved", "rejected", "won", "lost"}
+VOCABULARY = json.loads((WORKFLOWS / "vocabulary.json").read_text(encoding="utf-8"))
+# the outcomes every approval ends with (the engine and the web pages know their words); a process's own
+# outcomes have theirs in its vocabulary (the x-enum-titles of "outcome")
+OUTCOMES = {"approved", "rejected"}
+CJK = re.compile(r"[\u4e00-\u9fff]")
 FLOW_NODES = {"startEvent", "endEvent", "intermediateCatchEvent", "intermediateThrowEvent", "boundaryEvent",
               "userTask", "serviceTask", "businessRuleTask", "callActivity", "manualTask", "task",
               "exclusiveGateway", "parallelGateway", "inclusiveGateway", "eventBasedGateway"}
@@ -159,7 +164,9 @@ def test_model_conventions(path):
                 schema = json.loads((WORKFLOWS / form).read_text(encoding="utf-8"))
                 assert set(schema["properties"]["decision"]["enum"]) <= {"approve", "return", "reject"}
         if kind == "endEvent" and p.get("outcome"):
-            assert p["outcome"] in OUTCOMES
+            process = node.getparent().get("id")
+            own = (VOCABULARY.get(process, {}).get("data", {}).get("outcome") or {}).get("x-enum-titles", {})
+            assert p["outcome"] in OUTCOMES | set(own), f"{nid}: outcome {p['outcome']!r} has no words"
         for timer in node.iterfind("bpmn:timerEventDefinition", NS):
             expr = timer.find("bpmn:timeDate", NS)
             assert expr is not None, f"{nid}: SalesFlow timers are timeDate expressions"
@@ -198,6 +205,65 @@ def test_forms_are_valid_schemas_with_titles(path):
             assert set(field.get("x-enum-titles", {})) == set(field["enum"]), f"{path.name}: {name} enum titles"
     for name in schema.get("required", []):
         assert name in schema["properties"]
+
+
+def _messages(node, path=""):
+    if isinstance(node, dict):
+        if "x-error" in node:
+            yield path, node["x-error"], node.get("x-error-zh")
+        for key, value in node.items():
+            yield from _messages(value, f"{path}.{key}" if path else key)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            yield from _messages(value, f"{path}.{index}")
+
+
+@pytest.mark.parametrize("path", FORM_FILES, ids=lambda p: p.name)
+def test_every_message_of_a_form_has_its_chinese_beside_it(path):
+    """A form's x-error is shown in Chinese from its x-error-zh: the web UI has no list of form messages."""
+    for where, message, chinese in _messages(json.loads(path.read_text(encoding="utf-8"))):
+        assert isinstance(message, str) and message.strip(), f"{path.name}: {where}"
+        assert isinstance(chinese, str) and CJK.search(chinese), f"{path.name}: {where} needs an x-error-zh"
+
+
+def test_a_message_reads_the_same_in_chinese_in_every_form():
+    """One English message, one Chinese one: pages that show a message without its form (a bulk
+    approval's refusals) find it in the vocabulary of every form."""
+    seen: dict[str, tuple[str, str]] = {}
+    for path in FORM_FILES:
+        for where, message, chinese in _messages(json.loads(path.read_text(encoding="utf-8"))):
+            first = seen.setdefault(message, (chinese, f"{path.name}: {where}"))
+            assert first[0] == chinese, f"{message!r}: {chinese!r} in {path.name}, {first[0]!r} in {first[1]}"
+
+
+def _set_outside_forms(bundle) -> dict[str, str]:
+    """Data key -> what sets it, for the keys a bundle's processes set outside forms: DMN outputs and
+    service task results (a step's stored answer, dataKey, is titled by its step)."""
+    keys, steps = {}, set()
+    for text in bundle["dmn"].values():
+        for output in etree.fromstring(text.encode()).iter(f"{{{DMN13}}}output"):
+            keys[output.get("name")] = "DMN output"
+    for text in bundle["bpmn"].values():
+        root = etree.fromstring(text.encode())
+        for op in root.iter(f"{{{SPIFF}}}serviceTaskOperator"):
+            if op.get("resultVariable"):
+                keys[op.get("resultVariable")] = f"service task {op.get('id')}"
+        steps |= {p.get("value") for p in root.iter(f"{{{SPIFF}}}property") if p.get("name") == "dataKey"}
+    return {k: v for k, v in keys.items() if k not in steps}
+
+
+def test_every_key_a_process_sets_outside_its_forms_has_its_words_in_both_languages():
+    """vocabulary.json titles what DMN tables and service tasks store, in English and Chinese; the values
+    it names have both languages too (the engine refuses a vocabulary that does not, at deploy)."""
+    for pid, bundle in WorkflowDirectory(WORKFLOWS).bundles().items():
+        words = parse_bundle(bundle).vocabulary["data"]
+        for key, source in _set_outside_forms(bundle).items():
+            assert key in words, f"{pid}: {key} ({source}) has no words in vocabulary.json"
+            assert words[key].get("title") and CJK.search(words[key].get("x-title-zh") or ""), f"{pid}: {key}"
+            for value, titles in words[key].get("x-enum-titles", {}).items():
+                assert titles["en"] and CJK.search(titles["zh"]), f"{pid}: {key} = {value}"
+    bpmn_processes = {p.get("id") for path in BPMN_FILES for p in parse(path).getroot().iterfind("bpmn:process", NS)}
+    assert set(VOCABULARY) - {"_comment"} <= bpmn_processes
 
 
 def test_catalog_entries_reference_existing_forms_and_tasks():
