@@ -14,7 +14,7 @@ import hashlib
 import math
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import Column, Index, Integer, String, Table, bindparam, delete, insert, select, update
+from sqlalchemy import Column, Index, Integer, String, Table, bindparam, delete, exists, insert, select, update
 
 from .db import Database
 from .models import Base, UTCDateTime
@@ -39,6 +39,9 @@ revoked_tokens = Table(
 )
 
 _EPOCH = select(auth_epochs.c.epoch).where(auth_epochs.c.username == bindparam("u"))
+# a token's check, on every API call: the user's epoch and whether its id was revoked, one statement
+_TOKEN_STATE = select(_EPOCH.scalar_subquery().label("epoch"), exists(
+    select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == bindparam("j"))).label("revoked"))
 
 
 def _now() -> datetime:
@@ -100,11 +103,10 @@ class AuthState:
         if not isinstance(epoch, int):
             return False
         with self.db.read() as session:
-            if (session.scalar(_EPOCH, {"u": username}) or 0) != epoch:
-                return False
-            if jti is not None and session.scalar(select(revoked_tokens.c.jti).where(revoked_tokens.c.jti == jti)):
-                return False
-        return True
+            if jti is None:
+                return (session.scalar(_EPOCH, {"u": username}) or 0) == epoch
+            found = session.execute(_TOKEN_STATE, {"u": username, "j": jti}).one()
+        return (found.epoch or 0) == epoch and not found.revoked
 
     def end_all(self, username: str) -> None:
         """Sign out everywhere: every session and token issued to `username` so far stops working."""

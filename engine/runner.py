@@ -153,6 +153,7 @@ class Command:
     # and `known_ids` are the workflow's task ids (UUIDs) as loaded: a ready task outside both is new
     holds_live_rows: bool = False
     ready: list | None = None  # the READY user tasks found by the last sync of the task rows
+    reservation_released: bool = False  # the budget reservation is gone already (engine/services.py)
     known_ids: frozenset = frozenset()
 
     def task_completed(self, task) -> None:

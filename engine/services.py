@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import bindparam, delete, func, insert, select
+from sqlalchemy import bindparam, delete, func, insert, select, update
 
 from . import audit, clock
 from .errors import ProcessError, ValidationFailed
@@ -53,6 +53,9 @@ _REMAINING = select(_REGIONS.c.id, func.coalesce(_budget_of(bindparam("period"))
 _LOCK_REGION = select(_REGIONS.c.id).where(_REGIONS.c.code == bindparam("region")).with_for_update(key_share=True)
 _BOOK = insert(_ENTRIES)
 _RELEASE = delete(_ENTRIES).where(_ENTRIES.c.instance_id == bindparam("instance_id"), _ENTRIES.c.kind == "reserved")
+# approval: the claim's reservation becomes its spending, in place (one statement)
+_SPEND_RESERVED = update(_ENTRIES).where(_ENTRIES.c.instance_id == bindparam("_instance_id"),
+                                         _ENTRIES.c.kind == "reserved")
 
 
 def _remaining(cmd, region_code: str, category: str, period: str) -> tuple[int, Decimal]:
@@ -68,8 +71,12 @@ def _remaining(cmd, region_code: str, category: str, period: str) -> tuple[int, 
 
 
 def release_reservations(cmd) -> None:
-    """Give back what the instance reserved (reject, withdraw, return to the submitter, any end)."""
+    """Give back what the instance reserved (reject, withdraw, return to the submitter, any end);
+    nothing to do when this command already did, or turned the reservation into spending."""
+    if getattr(cmd, "reservation_released", False):
+        return
     cmd.session.execute(_RELEASE, {"instance_id": cmd.instance.id})
+    cmd.reservation_released = True
 
 
 class Services:
@@ -107,6 +114,7 @@ class Services:
         cmd.session.execute(_BOOK, {"region_id": region_id, "category": category, "period": period,
                                     "amount": Decimal(str(amount)), "instance_id": cmd.instance.id,
                                     "created_at": clock.now(), "kind": "reserved"})
+        cmd.reservation_released = False
         return float(remaining)
 
     def op_budget_consume(self, cmd, region, category, incurred_on, amount):
@@ -115,11 +123,16 @@ class Services:
             return {"booked": False}
         period = _period(incurred_on)
         region_id, remaining = _remaining(cmd, region, category, period)
-        release_reservations(cmd)
         booked = Decimal(str(amount))
-        cmd.session.execute(_BOOK, {"region_id": region_id, "category": category, "period": period,
-                                    "amount": booked, "instance_id": cmd.instance.id, "created_at": clock.now(),
-                                    "kind": "spent"})
+        values = {"region_id": region_id, "category": category, "period": period, "amount": booked,
+                  "created_at": clock.now(), "kind": "spent"}
+        if not getattr(cmd, "reservation_released", False) and cmd.session.execute(
+                _SPEND_RESERVED, {"_instance_id": cmd.instance.id, **values}).rowcount == 1:
+            pass  # the reservation became the spending
+        else:  # nothing reserved (a claim routed before reservations existed): book it new
+            release_reservations(cmd)
+            cmd.session.execute(_BOOK, {"instance_id": cmd.instance.id, **values})
+        cmd.reservation_released = True  # no reservation is left
         return {"booked": True, "period": period, "remaining": float(remaining - booked)}
 
     # ---------------------------------------------------------------- budget plans

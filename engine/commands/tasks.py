@@ -53,7 +53,8 @@ def complete_loaded(rt, cmd: Command, wf, row: TaskRow, data) -> None:
     task = find_task(wf, row.id)
     if task is None or task.state != TaskState.READY:
         raise Conflict(f"task {row.id} is no longer open")
-    rt._participate(cmd, cmd.actor.id)
+    # the actor takes part already: whoever is given a task (its owner, each of a pool, by transfer,
+    # return or hand-over) is made a participant when it is given
     if not row.is_approval:
         cmd.instance.last_approver_id = None
         cmd.record("completed", row.name, **accepted)
