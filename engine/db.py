@@ -77,8 +77,11 @@ class Database:
             self.write_engine = _sqlite_engine(self.url, immediate=True)
         else:
             self.is_sqlite = False
-            self.engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
-            self.write_engine = self.engine
+            self.write_engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+            # reads run in autocommit, on the same pool: under READ COMMITTED every statement reads
+            # a fresh snapshot anyway, so a transaction around them would only add BEGIN and
+            # ROLLBACK round trips (an inbox is three statements, a token check one)
+            self.engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
         # one lock per SQLite file and process (every Database on the file shares it)
         self._write_lock = _sqlite_lock(self.url) if self.is_sqlite else None
         # sessions know their database: engine/org.py keeps the org chart on it
@@ -128,6 +131,6 @@ class Database:
                         raise RuntimeError(f"the migration left rows whose references are broken: {problems[:5]}")
 
     def dispose(self) -> None:
-        self.engine.dispose()
-        if self.write_engine is not self.engine:
-            self.write_engine.dispose()
+        self.write_engine.dispose()
+        if self.is_sqlite:
+            self.engine.dispose()

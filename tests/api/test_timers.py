@@ -131,7 +131,7 @@ def deadline_fired(engine, instance_id):
 def waiting_for_a_lock(engine) -> bool:
     with engine.db.engine.connect() as conn:
         return bool(conn.scalar(text("SELECT count(*) FROM pg_stat_activity WHERE cardinality(pg_blocking_pids(pid)) > 0 "
-                                     "AND query LIKE '%FOR UPDATE%'")))
+                                     "AND query LIKE '%FOR NO KEY UPDATE%'")))
 
 
 def test_a_timer_holding_the_instance_wins_over_the_user(engine, monkeypatch):
