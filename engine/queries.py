@@ -86,6 +86,17 @@ def vocabulary(rt) -> dict:
                                     for pid in rt.definitions.process_ids(session)))
 
 
+def lane_titles(rt) -> dict[str, dict]:
+    """Each lane's name in zh and en, as lanes.json declares it (latest versions)."""
+    titles: dict[str, dict] = {}
+    with rt.db.read() as session:
+        for pid in rt.definitions.process_ids(session):
+            for name, rule in rt.definitions.get(session, rt.definitions.latest_id(session, pid)).lanes.items():
+                if isinstance(rule, dict) and isinstance(rule.get("title"), dict):
+                    titles.setdefault(name, rule["title"])
+    return titles
+
+
 def subject_choices(rt, process_id: str, username: str) -> list[dict]:
     """The people a start form's subject field (an appraisal's employee, a lead's rep) may name, by
     the process's subject rule: active, never an administrator."""

@@ -116,6 +116,10 @@ class Engine(Runner):
         """The words of every process's data, declared in workflows/ (see ParsedDefinition.vocabulary)."""
         return queries.vocabulary(self)
 
+    def lane_titles(self) -> dict[str, dict]:
+        """Each lane's name in zh and en (lanes.json)."""
+        return queries.lane_titles(self)
+
     def instance(self, instance_id, username: str, *, labels: bool = False) -> dict:
         return queries.instance(self, instance_id, username, labels=labels)
 

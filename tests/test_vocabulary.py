@@ -23,7 +23,7 @@ TRIP_BPMN = """<?xml version="1.0" encoding="UTF-8"?>
   </bpmn:collaboration>
   <bpmn:process id="trip_request" name="出差申请 Trip request" isExecutable="true">
     <bpmn:laneSet id="LaneSet_trip">
-      <bpmn:lane id="Lane_trip_Submitter" name="Submitter">
+      <bpmn:lane id="Lane_trip_Submitter" name="Traveller">
         <bpmn:flowNodeRef>trip_start</bpmn:flowNodeRef>
         <bpmn:flowNodeRef>plan_trip</bpmn:flowNodeRef>
         <bpmn:flowNodeRef>count_days</bpmn:flowNodeRef>
@@ -104,8 +104,8 @@ TRIP_WORDS = {
              "rows": [{"key": "trip_days", "title": "Days away", "x-title-zh": "出差天数", "main": True}]},
 }
 # what the new process's pages must show, by language: none of it is in webui/
-TRIP_TEXT = {"en": ("at least one night", "Travel class", "Economy", "Trip settled", "Days away"),
-             "zh-CN": ("至少住一晚", "舱位", "经济舱", "行程已定", "出差天数")}
+TRIP_TEXT = {"en": ("at least one night", "Travel class", "Economy", "Trip settled", "Days away", "Traveller"),
+             "zh-CN": ("至少住一晚", "舱位", "经济舱", "行程已定", "出差天数", "出差人")}
 
 
 @pytest.fixture
@@ -120,6 +120,9 @@ def trip_app(database, workflows, tmp_path):
     words = json.loads((workflows / "vocabulary.json").read_text(encoding="utf-8"))
     words["trip_request"] = TRIP_WORDS
     (workflows / "vocabulary.json").write_text(json.dumps(words, ensure_ascii=False), encoding="utf-8")
+    lanes = json.loads((workflows / "lanes.json").read_text(encoding="utf-8"))
+    lanes["Traveller"] = {"relation": "subject", "title": {"zh": "出差人", "en": "Traveller"}}  # a lane of its own
+    (workflows / "lanes.json").write_text(json.dumps(lanes, ensure_ascii=False), encoding="utf-8")
     eng = make_engine(database, workflows)
     return create_app({"INSTANCE_PATH": str(tmp_path), "SECRET_KEY": "test", "TESTING": True}, engine=eng)
 
@@ -133,17 +136,18 @@ def test_a_new_process_shows_its_own_words_with_no_edit_in_webui(trip_app):
     eng = trip_app.extensions["salesflow"]
     inst = eng.start("trip_request", "alice")
     [task] = eng.tasks("alice", instance_id=inst["id"])
-    for lang, (message, class_label, economy, outcome, days) in TRIP_TEXT.items():
+    for lang, (message, class_label, economy, outcome, days, lane) in TRIP_TEXT.items():
         client = login(trip_app, "alice", lang)
         refused = client.post(f"/tasks/{task['id']}/complete", data={"nights": "0", "csrf_token": client.token})
         assert refused.status_code == 422
         assert message in text_of(refused)  # the form's x-error (en) or x-error-zh
+        assert lane in text_of(client.get(f"/tasks/{task['id']}"))  # its lane's name, from lanes.json
     client = login(trip_app, "alice")
     done = client.post(f"/tasks/{task['id']}/complete", data={"nights": "3", "csrf_token": client.token})
     assert done.status_code == 302
     data = eng.instance(inst["id"], "alice")["data"]
     assert (data["trip_days"], data["travel_class"], data["outcome"]) == (4, "economy", "settled")
-    for lang, (message, class_label, economy, outcome, days) in TRIP_TEXT.items():
+    for lang, (message, class_label, economy, outcome, days, _lane) in TRIP_TEXT.items():
         client = login(trip_app, "alice", lang)
         html = client.get(f"/instances/{inst['id']}").get_data(as_text=True)
         card = re.search(r'<dl class="datalist result-card" id="trip-card">(.*?)</dl>', html, re.S)

@@ -74,20 +74,14 @@ ACTIONS = {
     "migrated": _l("Moved to a new version"),
 }
 SIGNER_STATUSES = {"open": _l("Waiting for them"), "completed": _l("Signed"), "cancelled": _l("Cancelled")}
-LANES = {
-    "Submitter": _l("Submitter"),
-    "Employee": _l("Employee"),
-    "Rep": _l("Sales rep"),
-    "Manager": _l("Direct manager"),
-    "RegionManager": _l("Region sales manager"),
-    "Director": _l("Sales director"),
-    "GeneralManager": _l("General manager"),
-    "Finance": _l("Finance"),
-    "Legal": _l("Legal"),
-    "HR": _l("HR"),
-    "Operations": _l("Operations"),
-}
 N_("Please log in to see this page.")  # Flask-Login's message (set in __init__), translated when flashed
+
+
+def lane_label(lane: str | None) -> str:
+    """A lane's name in the page's language, as lanes.json declares it (once a request)."""
+    if "salesflow_lanes" not in g:
+        g.salesflow_lanes = engine().lane_titles()
+    return localized(g.salesflow_lanes.get(lane or ""), lane or "—") if lane else "—"
 
 
 def task_title(task: dict) -> str:
@@ -176,7 +170,7 @@ def _inject():
         "status_label": lambda s: str(STATUSES.get(s, s)),
         "outcome_label": lambda o: outcome_label(o, vocabulary()),
         "action_label": lambda a: str(ACTIONS.get(a, a)),
-        "lane_label": lambda lane: str(LANES.get(lane, lane or "—")),
+        "lane_label": lane_label,
         "join_names": join_names,
         "inbox_url": _inbox_url,
         "age": age,
