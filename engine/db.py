@@ -49,7 +49,7 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         # read pages through a shared memory map (one copy for every pooled connection) and keep
         # a bigger private cache: the default 2 MB cache makes each connection re-read hot pages
         cur.execute("PRAGMA mmap_size=268435456")
-        cur.execute("PRAGMA cache_size=-8192")
+        cur.execute("PRAGMA cache_size=-2048")
         cur.close()
 
     @event.listens_for(engine, "begin")
