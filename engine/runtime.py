@@ -169,12 +169,14 @@ class Engine(Runner):
 
     def work(self, *, smtp_url: str | None = None, mail_from: str | None = None, base_url: str | None = None,
              at: datetime | None = None) -> dict:
-        """One pass of the background worker: due timers, reminders and overdue notices, the mail outbox."""
+        """One pass of the background worker: due timers, reminders and overdue notices, the mail
+        outbox, unlinked uploads; then (SQLite) the write-ahead log goes back into the database."""
         now = at or clock.now()
         fired = self.fire_due_timers(now)
         reminded = notify.remind(self, now)
         mailed = mail.deliver(self, smtp_url, mail_from, base_url, now)
         purged = attachments.purge_unlinked(self, now)
+        self.db.checkpoint()
         return {"fired": fired, "reminded": reminded, "mail": mailed, "purged": purged}
 
     def failed_mail(self) -> list[dict]:
