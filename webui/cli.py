@@ -102,6 +102,9 @@ def serve(host, port, demo, workers, threads, no_worker):
     # imports gunicorn only (the workers load the app), and the process id stays the same
     os.environ.update(SALESFLOW_SERVE_BIND=f"{host}:{port}", SALESFLOW_SERVE_WORKERS=str(workers),
                       SALESFLOW_SERVE_THREADS=str(threads), SALESFLOW_SERVE_BACKGROUND="0" if no_worker else "1")
+    # glibc gives each thread that allocates a malloc arena of its own: with a worker's threads that is
+    # memory held and never reused; two arenas serve a gthread worker as well (unless set otherwise)
+    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     click.echo(f"SalesFlow on http://{host}:{port}/", err=True)
     sys.stderr.flush()
     conf = Path(__file__).with_name("gunicorn_conf.py")
