@@ -10,11 +10,11 @@ from contextvars import ContextVar
 from datetime import date
 from decimal import Decimal
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Numeric, bindparam, delete, func, insert, select, text
 
 from . import audit, clock
 from .errors import ProcessError, ValidationFailed
-from .models import Budget, BudgetEntry, ProcessInstance, Region, User
+from .models import Budget, BudgetEntry, ProcessInstance, Region, User, UTCDateTime
 
 current_command: ContextVar = ContextVar("salesflow_command")
 
@@ -53,9 +53,22 @@ _REMAINING = select(_REGIONS.c.id, func.coalesce(_budget_of(bindparam("period"))
 _LOCK_REGION = select(_REGIONS.c.id).where(_REGIONS.c.code == bindparam("region")).with_for_update(key_share=True)
 _BOOK = insert(_ENTRIES)
 _RELEASE = delete(_ENTRIES).where(_ENTRIES.c.instance_id == bindparam("instance_id"), _ENTRIES.c.kind == "reserved")
-# approval: the claim's reservation becomes its spending, in place (one statement)
-_SPEND_RESERVED = update(_ENTRIES).where(_ENTRIES.c.instance_id == bindparam("_instance_id"),
-                                         _ENTRIES.c.kind == "reserved")
+# approval: the claim's reservation becomes its spending, in place, and the same statement returns
+# what is left of the budget (the month's own budget, else the standing one, minus what other
+# claims spent or reserved, as _REMAINING counts it) — one statement instead of a read and a write
+_SPEND_RESERVED = text("""
+UPDATE budget_entries SET kind = 'spent', amount = :amount, created_at = :created_at
+WHERE instance_id = :instance_id AND kind = 'reserved' AND category = :category AND period = :period
+  AND region_id = (SELECT r.id FROM regions r WHERE r.code = :region)
+RETURNING coalesce(
+    (SELECT b.amount FROM budgets b WHERE b.region_id = budget_entries.region_id
+       AND b.category = budget_entries.category AND b.period = budget_entries.period),
+    (SELECT b.amount FROM budgets b WHERE b.region_id = budget_entries.region_id
+       AND b.category = budget_entries.category AND b.period = '*'),
+    0) - (SELECT coalesce(sum(o.amount), 0) FROM budget_entries o WHERE o.region_id = budget_entries.region_id
+       AND o.category = budget_entries.category AND o.period = budget_entries.period
+       AND o.instance_id <> budget_entries.instance_id)""").bindparams(
+    bindparam("amount", type_=Numeric(14, 2)), bindparam("created_at", type_=UTCDateTime()))
 
 
 def _remaining(cmd, region_code: str, category: str, period: str) -> tuple[int, Decimal]:
@@ -122,16 +135,24 @@ class Services:
         if not region:
             return {"booked": False}
         period = _period(incurred_on)
-        region_id, remaining = _remaining(cmd, region, category, period)
         booked = Decimal(str(amount))
-        values = {"region_id": region_id, "category": category, "period": period, "amount": booked,
-                  "created_at": clock.now(), "kind": "spent"}
-        if not getattr(cmd, "reservation_released", False) and cmd.session.execute(
-                _SPEND_RESERVED, {"_instance_id": cmd.instance.id, **values}).rowcount == 1:
-            pass  # the reservation became the spending
-        else:  # nothing reserved (a claim routed before reservations existed): book it new
+        now = clock.now()
+        spent = None
+        if not getattr(cmd, "reservation_released", False):
+            if cmd.session.get_bind().dialect.name != "sqlite":
+                cmd.session.execute(_LOCK_REGION, {"region": region})  # as _remaining: one claim at a time
+            spent = cmd.session.execute(_SPEND_RESERVED, {
+                "instance_id": cmd.instance.id, "region": region, "category": category, "period": period,
+                "amount": booked, "created_at": now}).first()
+        if spent is not None:  # the reservation became the spending; what is left came back with it
+            remaining = Decimal(str(spent[0] or 0))
+        else:  # nothing reserved for this region, category and month (a claim routed before
+            # reservations existed, or its line changed): book it new
+            region_id, remaining = _remaining(cmd, region, category, period)
             release_reservations(cmd)
-            cmd.session.execute(_BOOK, {"instance_id": cmd.instance.id, **values})
+            cmd.session.execute(_BOOK, {"region_id": region_id, "category": category, "period": period,
+                                        "amount": booked, "instance_id": cmd.instance.id, "created_at": now,
+                                        "kind": "spent"})
         cmd.reservation_released = True  # no reservation is left
         return {"booked": True, "period": period, "remaining": float(remaining - booked)}
 

@@ -158,3 +158,17 @@ def test_previous_grade_is_the_latest_earlier_completed_appraisal_of_the_cycle(e
     assert previous(before="2026-09-30T00:00:00+08:00") == "B"  # a time: its date counts
     assert previous(me=latest) == "B"  # an instance is never its own predecessor
     assert previous(employee="nobody") is None
+
+
+def test_consume_counts_the_months_own_budget_and_books_a_claim_that_reserved_nothing(engine, claims):
+    north, east = claims
+    with engine.db.write() as s:
+        region = s.scalar(select(Region).where(Region.code == "east"))
+        s.add(Budget(region_id=region.id, category="travel", period="2026-11", amount=Decimal("5000")))
+        SVC.op_budget_reserve(cmd_for(s, east), "east", "travel", "2026-11-10", 700)
+    with engine.db.write() as s:  # the reservation turns into spending: November's own 5,000 − its 700
+        assert SVC.op_budget_consume(cmd_for(s, east), "east", "travel", "2026-11-10", 700)["remaining"] == 4300.0
+    with engine.db.write() as s:  # nothing reserved in east (carol's claim released its own): booked new,
+        services.release_reservations(cmd_for(s, north))  # counted the same way: 5,000 − 700 − 100
+        assert SVC.op_budget_consume(cmd_for(s, north), "east", "travel", "2026-11-10", 100)["remaining"] == 4200.0
+    assert sorted(e[5] for e in entries(engine) if e[4] in (north, east)) == ["spent", "spent"]
