@@ -53,21 +53,22 @@ _REMAINING = select(_REGIONS.c.id, func.coalesce(_budget_of(bindparam("period"))
 _LOCK_REGION = select(_REGIONS.c.id).where(_REGIONS.c.code == bindparam("region")).with_for_update(key_share=True)
 _BOOK = insert(_ENTRIES)
 _RELEASE = delete(_ENTRIES).where(_ENTRIES.c.instance_id == bindparam("instance_id"), _ENTRIES.c.kind == "reserved")
-# approval: the claim's reservation becomes its spending, in place, and the same statement returns
-# what is left of the budget (the month's own budget, else the standing one, minus what other
-# claims spent or reserved, as _REMAINING counts it) — one statement instead of a read and a write
+# approval: the claim's reservation becomes its spending, in place (on the claim's line as it is
+# now), and the same statement returns what is left of the budget (the month's own budget, else the
+# standing one, minus what other claims spent or reserved, as _REMAINING counts it) — one statement
+# instead of a read and a write
 _SPEND_RESERVED = text("""
-UPDATE budget_entries SET kind = 'spent', amount = :amount, created_at = :created_at
-WHERE instance_id = :instance_id AND kind = 'reserved' AND category = :category AND period = :period
-  AND region_id = (SELECT r.id FROM regions r WHERE r.code = :region)
+UPDATE budget_entries SET kind = 'spent', amount = :amount, created_at = :created_at, category = :category,
+       period = :period, region_id = (SELECT r.id FROM regions r WHERE r.code = :region)
+WHERE instance_id = :instance_id AND kind = 'reserved'
 RETURNING coalesce(
-    (SELECT b.amount FROM budgets b WHERE b.region_id = budget_entries.region_id
-       AND b.category = budget_entries.category AND b.period = budget_entries.period),
-    (SELECT b.amount FROM budgets b WHERE b.region_id = budget_entries.region_id
-       AND b.category = budget_entries.category AND b.period = '*'),
-    0) - (SELECT coalesce(sum(o.amount), 0) FROM budget_entries o WHERE o.region_id = budget_entries.region_id
-       AND o.category = budget_entries.category AND o.period = budget_entries.period
-       AND o.instance_id <> budget_entries.instance_id)""").bindparams(
+    (SELECT b.amount FROM budgets b JOIN regions r ON r.id = b.region_id
+     WHERE r.code = :region AND b.category = :category AND b.period = :period),
+    (SELECT b.amount FROM budgets b JOIN regions r ON r.id = b.region_id
+     WHERE r.code = :region AND b.category = :category AND b.period = '*'),
+    0) - (SELECT coalesce(sum(o.amount), 0) FROM budget_entries o JOIN regions r ON r.id = o.region_id
+          WHERE r.code = :region AND o.category = :category AND o.period = :period
+            AND o.instance_id <> :instance_id)""").bindparams(
     bindparam("amount", type_=Numeric(14, 2)), bindparam("created_at", type_=UTCDateTime()))
 
 
@@ -146,8 +147,7 @@ class Services:
                 "amount": booked, "created_at": now}).first()
         if spent is not None:  # the reservation became the spending; what is left came back with it
             remaining = Decimal(str(spent[0] or 0))
-        else:  # nothing reserved for this region, category and month (a claim routed before
-            # reservations existed, or its line changed): book it new
+        else:  # nothing reserved (a claim routed before reservations existed): book it new
             region_id, remaining = _remaining(cmd, region, category, period)
             release_reservations(cmd)
             cmd.session.execute(_BOOK, {"region_id": region_id, "category": category, "period": period,
