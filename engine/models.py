@@ -166,6 +166,7 @@ class HumanTask(Base):
         Index("ix_human_tasks_inbox", "assignee_id", "status", "sort_due", "created_at", "id"),
         Index("ix_human_tasks_instance_status", "instance_id", "status"),
         Index("ix_human_tasks_done", "completed_by_id", "completed_at"),  # 已办, newest first
+        Index("ix_human_tasks_due", "status", "due_at"),  # the worker's reminders and overdue notices
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # SpiffWorkflow task id
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id"))

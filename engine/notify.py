@@ -155,34 +155,52 @@ def read_one(rt, username: str, notification_id, *, now: datetime) -> dict:
 _REMIND_AT = time(9, 0)
 
 
+_T = HumanTask.__table__
+# open tasks a pass may have to tell someone about: past due with no overdue notice yet, or due
+# within a long holiday and not reminded yet; never one that was overdue when it opened. Read
+# without the write lock (ix_human_tasks_due), so a pass with nothing to send stops nobody.
+_TO_REMIND = select(_T.c.id, _T.c.instance_id, _T.c.name, _T.c.assignee_id, _T.c.due_at, _T.c.reminded_at,
+                    _T.c.overdue_notified_at).where(
+    _T.c.status == "open", _T.c.due_at.is_not(None), _T.c.due_at <= bindparam("horizon"),
+    _T.c.due_at > _T.c.created_at,
+    ((_T.c.due_at <= bindparam("now")) & _T.c.overdue_notified_at.is_(None)) | _T.c.reminded_at.is_(None),
+).order_by(_T.c.due_at).limit(bindparam("limit"))
+
+
 def remind(rt, now: datetime, limit: int = 500) -> int:
     """The working day before a task falls due, its owner (or pool) is reminded, once; a task that was
-    overdue when it opened never is. A task past its due time tells its owner once that it is overdue."""
+    overdue when it opened never is. A task past its due time tells its owner once that it is overdue.
+    What is due is found in a read; only a pass that has something to send takes the write lock,
+    and each notice is marked in a conditional UPDATE (a task two workers saw is told once)."""
+    horizon = now + timedelta(days=15)  # a reminder is never more than a long holiday ahead
+    with rt.db.read() as session:
+        rows = session.execute(_TO_REMIND, {"now": now, "horizon": horizon, "limit": limit}).all()
+    due = []
+    for task in rows:
+        if task.due_at <= now:
+            if task.overdue_notified_at is None:
+                due.append(("overdue", task))
+        elif task.reminded_at is None:
+            day_before = rt.calendar.previous_working_day(task.due_at)
+            if now >= datetime.combine(day_before, _REMIND_AT, tzinfo=rt.calendar.tz):
+                due.append(("reminder", task))
+    if not due:
+        return 0
     done = 0
     with rt.db.write() as session:
-        horizon = now + timedelta(days=15)  # a reminder is never more than a long holiday ahead
-        rows = session.scalars(select(HumanTask).where(
-            HumanTask.status == "open", HumanTask.due_at.is_not(None), HumanTask.due_at <= horizon,
-            (HumanTask.reminded_at.is_(None)) | (HumanTask.overdue_notified_at.is_(None)))
-            .order_by(HumanTask.due_at).limit(limit)).all()
-        for task in rows:
-            if task.due_at <= task.created_at:
-                continue  # overdue when it opened: neither a reminder nor an overdue notice
+        for kind, task in due:
+            if kind == "overdue":
+                marked = update(_T).where(_T.c.id == task.id, _T.c.status == "open",
+                                          _T.c.overdue_notified_at.is_(None)).values(
+                    overdue_notified_at=now, reminded_at=func.coalesce(_T.c.reminded_at, now))
+            else:
+                marked = update(_T).where(_T.c.id == task.id, _T.c.status == "open",
+                                          _T.c.reminded_at.is_(None)).values(reminded_at=now)
+            if session.execute(marked).rowcount != 1:
+                continue  # closed, or told by another worker meanwhile
             owners = [task.assignee_id] if task.assignee_id else _candidates(session, task.id)
-            if task.due_at <= now:
-                if task.overdue_notified_at is None:
-                    add(session, owners, "overdue", task.instance_id, task.id, now, task=task.name)
-                    task.overdue_notified_at = now
-                    task.reminded_at = task.reminded_at or now
-                    done += 1
-                continue
-            if task.reminded_at is None:
-                day_before = rt.calendar.previous_working_day(task.due_at)
-                moment = datetime.combine(day_before, _REMIND_AT, tzinfo=rt.calendar.tz)
-                if now >= moment:
-                    add(session, owners, "reminder", task.instance_id, task.id, now, task=task.name)
-                    task.reminded_at = now
-                    done += 1
+            add(session, owners, kind, task.instance_id, task.id, now, task=task.name)
+            done += 1
     return done
 
 

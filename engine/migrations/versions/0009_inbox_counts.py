@@ -1,6 +1,6 @@
-"""the inbox at scale: each person's open-task counts kept by triggers (inbox_counts), and claim-pool
+"""the inbox at scale: each person's open-task counts kept by triggers (inbox_counts), claim-pool
 rows that carry their task's order and whether it is still claimable (the pool head reads them in
-index order, starting from the caller's own rows)
+index order, starting from the caller's own rows), and open tasks by due time (the worker's pass)
 
 Revision ID: 0009
 Revises: 0008
@@ -98,6 +98,8 @@ def upgrade() -> None:
                     sa.Column('claimable', sa.Integer(), nullable=False, server_default='0'),
                     sa.ForeignKeyConstraint(['user_id'], ['users.id']),
                     sa.PrimaryKeyConstraint('user_id'))
+    # the background worker's pass looks for tasks falling due by status and due time
+    op.create_index('ix_human_tasks_due', 'human_tasks', ['status', 'due_at'])
     with op.batch_alter_table('human_task_candidates', schema=None) as batch_op:
         batch_op.add_column(sa.Column('claimable', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.add_column(sa.Column('sort_due', sa.DateTime(timezone=True), nullable=True))
@@ -132,3 +134,4 @@ def downgrade() -> None:
         batch_op.drop_column('sort_due')
         batch_op.drop_column('claimable')
     op.drop_table('inbox_counts')
+    op.drop_index('ix_human_tasks_due', table_name='human_tasks')
