@@ -70,7 +70,8 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     with op.batch_alter_table('human_tasks', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('region_id', sa.Integer(), sa.ForeignKey('regions.id'), nullable=True))
+        batch_op.add_column(sa.Column('region_id', sa.Integer(), nullable=True))
+        batch_op.create_foreign_key('fk_human_tasks_region_id', 'regions', ['region_id'], ['id'])
     op.execute("UPDATE human_tasks SET region_id = (SELECT region_id FROM process_instances p "
                "WHERE p.id = human_tasks.instance_id)")
     if op.get_bind().dialect.name == "sqlite":
