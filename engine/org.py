@@ -64,12 +64,8 @@ def user_by_name(session, username: str) -> User | None:
 # ------------------------------------------------------------------ the org chart, in memory
 @dataclass(frozen=True)
 class RegionInfo:
-    id: int
+    """A person's region as the chart holds it (what user objects read of it: its code)."""
     code: str
-    name: str
-    name_zh: str | None
-    name_en: str | None
-    manager_id: int | None
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,8 +101,8 @@ class Chart:
 
     @classmethod
     def load(cls, session, token: str) -> "Chart":
-        regions = {r.id: RegionInfo(r.id, r.code, r.name, r.name_zh, r.name_en, r.manager_id)
-                   for r in session.execute(select(Region.__table__))}
+        regions = {r.id: RegionInfo(r.code) for r in session.execute(
+            select(Region.__table__.c.id, Region.__table__.c.code))}
         roles: dict[int, set[str]] = {}
         for user_id, role in session.execute(select(UserRole.__table__.c.user_id, UserRole.__table__.c.role)):
             roles.setdefault(user_id, set()).add(role)
@@ -128,10 +124,10 @@ class Chart:
         return chart
 
     def get(self, user_id: int | None) -> Person | None:
-        return self.people.get(user_id) if user_id is not None else None
+        return self.people.get(user_id)
 
     def username(self, user_id: int | None) -> str | None:
-        person = self.people.get(user_id) if user_id is not None else None
+        person = self.people.get(user_id)
         return person.username if person else None
 
 
@@ -167,10 +163,6 @@ def _org_flushed(session, _context) -> None:
     if any(isinstance(o, (User, UserRole, Region)) for o in chained(session.new, session.dirty, session.deleted)):
         session.info.pop("org_token", None)
         session.info.pop("org_chart", None)
-
-
-def person(session, username: str) -> Person | None:
-    return chart(session).by_name.get(username)
 
 
 def users_with_role(session, role: str, region_id: int | None = None) -> list[Person]:

@@ -239,3 +239,25 @@ def test_user_dict(engine):
         assert org.user_by_name(s, "nobody") is None
         assert [u.username for u in org.users_with_role(s, "sales_manager")] == ["dave", "erin"]
         assert [u.username for u in org.users_with_role(s, "sales_manager", user(s, "carol").region_id)] == ["erin"]
+
+
+def test_the_org_chart_holds_everyone_as_the_tables_say(engine):
+    """org.Chart, read in one go: each person's roles (none for someone without), region, manager;
+    role holders (active only, by username) and direct reports; kept under the token it was read with."""
+    with engine.db.write() as s:
+        add_person(s, "zed", "finance", "east", "dave", active=False)
+        nobody = User(username="nora", display_name="Nora", password_hash="-", active=True)
+        s.add(nobody)
+    with engine.db.read() as s:
+        token = s.scalar(org.ORG_TOKEN)
+        chart = org.Chart.load(s, token)
+        assert chart.token == token
+        alice, nora, zed = chart.by_name["alice"], chart.by_name["nora"], chart.by_name["zed"]
+        assert alice.role_names == {"sales_rep"} and nora.role_names == frozenset()
+        assert (alice.region.code, chart.get(alice.manager_id).username) == ("east", "dave")
+        assert nora.region is None and nora.manager_id is None
+        assert [p.username for p in chart.holders["finance"]] == ["heidi"]  # zed is not active
+        assert [p.username for p in chart.holders["sales_manager"]] == ["dave", "erin"]
+        assert sorted(chart.username(i) for i in chart.children[user(s, "dave").id]) == ["alice", "bob", "zed"]
+        assert chart.get(None) is None and chart.username(None) is None
+        assert org.chart(s) is org.chart(s)  # kept: the same chart while the token stands

@@ -79,3 +79,21 @@ def test_the_org_chart_is_read_again_after_any_change_to_the_organisation(engine
     routed = [e["detail"]["reason"] for e in done["instance"]["history"] if e["action"] == "routed"]
     assert routed == ["no finance other than alice; routed to dave"]
     assert done["instance"]["status"] == "completed"
+
+
+def test_without_its_token_row_the_chart_is_read_once_a_transaction(engine):
+    """Someone deleted the org token's row: nothing can be kept across transactions any more, so
+    each transaction reads the chart (once) — routing stays right, never stale."""
+    with engine.db.write() as s:
+        s.execute(text("DELETE FROM org_version"))
+    with engine.db.read() as s:
+        with statements(engine.db) as seen:
+            from engine import org
+            first = org.chart(s)
+            assert org.chart(s) is first and first.token is None
+        assert sum("FROM users" in q for q in seen) == 1
+    task = _claim_at_manager(engine)
+    with statements(engine.db) as seen:
+        done = engine.complete(task["id"], "dave", APPROVE)
+    assert [t["assignee"] for t in done["tasks"]] == ["heidi"]
+    assert sum("FROM users" in q for q in seen) == 1, "read once in the command, not per lookup"
