@@ -172,3 +172,25 @@ def test_consume_counts_the_months_own_budget_and_books_a_claim_that_reserved_no
         services.release_reservations(cmd_for(s, north))  # counted the same way: 5,000 − 700 − 100
         assert SVC.op_budget_consume(cmd_for(s, north), "east", "travel", "2026-11-10", 100)["remaining"] == 4200.0
     assert sorted(e[5] for e in entries(engine) if e[4] in (north, east)) == ["spent", "spent"]
+
+
+def test_a_reservation_made_and_released_in_one_command_is_gone(engine, claims):
+    """A claim routed and ended in the same command (its reservation made, then released): nothing is
+    left reserved — releasing is skipped only when this command released it already."""
+    north, east = claims
+    with engine.db.write() as s:
+        cmd = cmd_for(s, east)
+        services.release_reservations(cmd)
+        SVC.op_budget_reserve(cmd, "east", "travel", "2026-11-10", 700)
+        services.release_reservations(cmd)
+    assert [e for e in entries(engine) if e[4] == east] == []
+
+
+def test_a_booking_when_others_hold_the_whole_budget_is_over_it(engine, claims):
+    north, east = claims
+    engine.start("expense_approval", "bob", invoiced(engine, "bob", {**CLAIM, "amount": 100}))  # east, ¥100 held
+    with engine.db.write() as s:
+        region = s.scalar(select(Region).where(Region.code == "east"))
+        s.add(Budget(region_id=region.id, category="travel", period="2026-11", amount=Decimal("100")))
+    with engine.db.write() as s:  # bob holds all of November's ¥100: nothing was left, alice's ¥100 goes over
+        assert SVC.op_budget_consume(cmd_for(s, east), "east", "travel", "2026-11-10", 100)["remaining"] == -100.0
