@@ -41,7 +41,8 @@ class StatementCounter:
         self.db = db
         self.counting = False
         self.statements: list[tuple[str, str]] = []
-        engines = [db.engine] if db.write_engine is db.engine else [db.engine, db.write_engine]
+        # on PostgreSQL the read engine is the write engine with autocommit (it runs its listeners)
+        engines = [db.engine, db.write_engine] if db.is_sqlite else [db.write_engine]
         for eng in engines:
             event.listen(eng, "before_cursor_execute", self._statement)
             event.listen(eng, "commit", lambda conn: self._tx("COMMIT"))

@@ -19,7 +19,8 @@ def statements(db):
     def count(_conn, _cursor, statement, _params, _context, _many):
         if statement.strip().upper() not in ("BEGIN", "BEGIN IMMEDIATE"):
             seen.append(statement)
-    engines = {db.engine, db.write_engine}
+    # PostgreSQL's read engine is the write engine with autocommit: it runs the write engine's listeners
+    engines = {db.engine, db.write_engine} if db.is_sqlite else {db.write_engine}
     for e in engines:
         event.listen(e, "before_cursor_execute", count)
     try:
@@ -96,4 +97,4 @@ def test_without_its_token_row_the_chart_is_read_once_a_transaction(engine):
     with statements(engine.db) as seen:
         done = engine.complete(task["id"], "dave", APPROVE)
     assert [t["assignee"] for t in done["tasks"]] == ["heidi"]
-    assert sum("FROM users" in q for q in seen) == 1, "read once in the command, not per lookup"
+    assert sum("FROM users" in q for q in seen) == 1, "\n".join(q.splitlines()[0][:120] for q in seen)
