@@ -486,7 +486,7 @@ def evaluate(report: Report, run: dict, args) -> None:
                if sc["completions"] < FULL_MEMORY_COMPLETIONS else "needs one worker")
         peak = max(mb for _n, mb in sc["samples"] + [(0, sc["rss_after"])])
         report.target("serve (one worker): RSS, master + workers", backend, peak, 150, "MB",
-                      measured_if=cond, why_not=why, note=f"largest of the samples after the warm-up")
+                      measured_if=cond, why_not=why, note="largest of the samples after the warm-up")
         report.target(f"RSS growth over {sc['completions']} completions", backend, sc["growth"],
                       GROWTH_LIMIT_MB, "MB", measured_if=cond, why_not=why,
                       note=f"before {sc['rss_before']:.1f}, after {sc['rss_after']:.1f}; "
