@@ -30,7 +30,7 @@ def test_messages_in_the_users_language(lang):
     assert typed == ("must be a whole number" if lang == "en" else typed) and "integer" not in typed
     returned = fr.translate_message("this request was already returned 20 times, the most allowed")
     assert "20" in returned
-    zh = fr.error_zh({"properties": {"m": {"x-error": "at least 30", "x-error-zh": "至少30分钟"}},
+    zh = fr.form_messages({"properties": {"m": {"x-error": "at least 30", "x-error-zh": "至少30分钟"}},
                       "items": [{"x-error": "e", "x-error-zh": "错"}]})
     assert zh == {"at least 30": "至少30分钟", "e": "错"}
     assert fr.translate_message("at least 30", zh) == ("至少30分钟" if lang == "zh" else "at least 30")

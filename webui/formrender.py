@@ -23,6 +23,8 @@ from flask_babel import format_decimal, get_locale
 from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 
+from engine.definitions import form_messages  # x-error -> x-error-zh of a form schema
+
 TZ = ZoneInfo("Asia/Shanghai")
 
 
@@ -193,27 +195,10 @@ TYPE_NAMES = {
 
 
 # --------------------------------------------------------------- messages
-def error_zh(schema) -> dict:
-    """x-error -> x-error-zh, wherever the schema gives both."""
-    found: dict = {}
-
-    def walk(node):
-        if isinstance(node, dict):
-            if isinstance(node.get("x-error"), str) and isinstance(node.get("x-error-zh"), str):
-                found.setdefault(node["x-error"], node["x-error-zh"])
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-    walk(schema)
-    return found
-
-
 def form_zh(schema, vocabulary: dict | None = None) -> dict:
     """The Chinese of a form's messages: its own x-error-zh, else the same message's in the process's
     vocabulary (the forms of the latest version: for a form of an older version that has none)."""
-    return {**((vocabulary or {}).get("messages") or {}), **error_zh(schema)}
+    return {**((vocabulary or {}).get("messages") or {}), **form_messages(schema)}
 
 
 def translate_message(message, zh: dict | None = None) -> str:
@@ -695,7 +680,7 @@ def build_fields(schema: dict | None, values: dict | None = None, errors: dict |
         return []
     values = values or {}
     errors = errors or {}
-    zh = error_zh(schema) if zh is None else zh
+    zh = form_messages(schema) if zh is None else zh
     required = set(schema.get("required") or [])
     own = {key for key, _prop in _fields_of(schema)}
     fields = []
@@ -910,7 +895,7 @@ def general_errors(schema: dict | None, errors: dict, zh: dict | None = None) ->
             if _kind(prop) == "table":
                 tables.add(prefix + key + ".")
     collect(schema)
-    zh = error_zh(schema) if zh is None else zh
+    zh = form_messages(schema) if zh is None else zh
     return [translate_message(v, zh) if k in ("_form", "_body") else f"{k}: {translate_message(v, zh)}"
             for k, v in (errors or {}).items()
             if k not in names and not any(k.startswith(t) for t in tables)]
