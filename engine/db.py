@@ -65,6 +65,11 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     return engine
 
 
+def _committed(session) -> None:
+    for callback in session.info.pop("on_commit", {}).values():
+        callback()
+
+
 _SQLITE_LOCKS: dict[str, threading.RLock] = {}
 _SQLITE_LOCKS_GUARD = threading.Lock()
 
@@ -106,16 +111,21 @@ class Database:
     def write(self):
         """One command, one transaction: commit at the end, roll back whole on any error. On SQLite
         the writers of one process queue on a Python lock first, so they wait for each other here
-        (woken the moment the lock frees), never in SQLite's busy-retry sleep."""
+        (woken the moment the lock frees), never in SQLite's busy-retry sleep.
+
+        What a transaction puts in `session.info["on_commit"]` (a dict of callables) runs once it has
+        committed, and never when it rolled back."""
         if self._write_lock is None:
             with self._write() as session:
                 with session.begin():
                     yield session
+                _committed(session)
             return
         with self._write_lock:
             with self._write() as session:
                 with session.begin():
                     yield session
+                _committed(session)
 
     def checkpoint(self) -> None:
         """SQLite: copy the write-ahead log back into the database without waiting for anyone

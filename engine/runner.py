@@ -9,6 +9,9 @@ a small function over a `Command` that this runner opened.
 from __future__ import annotations
 
 import logging
+import os
+import threading
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -178,6 +181,57 @@ class Command:
 
 
 
+class WorkflowCache:
+    """The workflows this process saved last, as objects, by instance: a command on one of them
+    takes the object instead of restoring it from its state (restoring is the biggest part of
+    loading). An entry is only ever one that was saved in a transaction that committed, and it is
+    taken only while the instance's state is still exactly the state saved from it (a change by
+    anyone else, another process or plain SQL, makes it a miss) and its definition is the same
+    parsed one. Taking removes it: a command that fails leaves a changed object nobody reuses;
+    a command that commits puts the object back. `size` objects at most (least recently saved
+    go first); 0 turns the cache off."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def take(self, instance_id: int, state: str, parsed: ParsedDefinition) -> BpmnWorkflow | None:
+        with self._lock:
+            entry = self._items.pop(instance_id, None)
+        if entry is not None:
+            saved, wf = entry
+            if saved == state and wf.spec is parsed.spec and wf.subprocess_specs == (parsed.subprocess_specs or {}):
+                self.hits += 1
+                return wf
+        self.misses += 1
+        return None
+
+    def put(self, instance_id: int, state: str, wf: BpmnWorkflow) -> None:
+        if self.size <= 0:
+            return
+        with self._lock:
+            self._items[instance_id] = (state, wf)
+            self._items.move_to_end(instance_id)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _cache_size() -> int:
+    try:
+        return max(0, int(os.environ.get("SALESFLOW_WORKFLOW_CACHE", "64")))
+    except ValueError:
+        return 64
+
+
 class Runner:
     """Opens, runs and saves commands. `Engine` (runtime.py) is this plus the verbs and the read side."""
     def __init__(self, db: Database, workflows_dir: str | Path | None = None, calendar: BusinessCalendar | None = None):
@@ -186,6 +240,7 @@ class Runner:
         self.definitions = DefinitionRegistry(WorkflowDirectory(self.workflows_dir))
         self.calendar = calendar or BusinessCalendar(self.workflows_dir / "calendar.json")
         self.script_engine = SalesflowScriptEngine(self.calendar, Services())
+        self.workflows = WorkflowCache(_cache_size())
         dialect_insert = sqlite_insert if db.is_sqlite else postgresql_insert
         # the task rows a command created or changed: one statement (new rows inserted, changed ones updated)
         upsert = dialect_insert(TASK_TABLE)
@@ -212,7 +267,9 @@ class Runner:
         return InstanceRow(**found._mapping)
 
     def _load(self, cmd: Command) -> BpmnWorkflow:
-        wf = serializer.loads(cmd.instance.state, cmd.parsed.spec, cmd.parsed.subprocess_specs)
+        wf = self.workflows.take(cmd.instance.id, cmd.instance.state, cmd.parsed)
+        if wf is None:
+            wf = serializer.loads(cmd.instance.state, cmd.parsed.spec, cmd.parsed.subprocess_specs)
         wf.script_engine = self.script_engine  # not serialized: re-attach after every load
         cmd.had_timers = any(is_timer(t) for t in wf.event_manager.tasks.values())
         if cmd.holds_live_rows:  # every task id of the tree as loaded (subprocesses included)
@@ -229,7 +286,11 @@ class Runner:
                   "summary_zh": inst.summary_zh, "summary_en": inst.summary_en, "search_text": inst.search_text,
                   "definition_id": inst.definition_id, "error": inst.error}
         if wf is not None:
-            values["state"] = inst.state = serializer.dumps(wf)
+            state = values["state"] = inst.state = serializer.dumps(wf)
+            # once committed, the next command on the instance in this process may take the object
+            # (the last save of a transaction wins; a rollback drops it)
+            cmd.session.info.setdefault("on_commit", {})[("workflow", id(self), inst.id)] = \
+                lambda: self.workflows.put(inst.id, state, wf)
         if cmd.session.execute(UPDATE_INSTANCE, values).rowcount != 1:
             raise Conflict("the instance was changed concurrently; try again")
         inst.lock_version, inst.updated_at = inst.lock_version + 1, cmd.now

@@ -48,3 +48,49 @@ def test_a_state_needs_its_spec(engine):
     fresh = BpmnWorkflow(parsed.spec, parsed.subprocess_specs)
     again = serializer.loads(serializer.dumps(fresh), parsed.spec, parsed.subprocess_specs)
     assert ready(again) == ready(fresh)
+
+
+def _stdlib_dumps(wf) -> str:
+    """What SpiffWorkflow's own encoder (json) writes for the workflow: what orjson must match."""
+    s = serializer._serializer
+    s.registry._encoder_mode = True
+    try:
+        dct = s.to_dict(wf)
+        dct[s.VERSION_KEY] = s.VERSION
+        return json.dumps(dct, cls=s._encoder_cls, ensure_ascii=False, separators=(",", ":"))
+    finally:
+        s.registry._encoder_mode = False
+
+
+def test_orjson_writes_what_spiffworkflows_encoder_writes(engine):
+    from datetime import datetime, timedelta
+    inst = engine.start("contract_review", "alice", MAJOR)
+    state, parsed = stored(engine, inst["id"])
+    wf = serializer.loads(state, parsed.spec, parsed.subprocess_specs)
+    wf.task_tree.data.update({
+        "when": datetime(2026, 12, 1, 9, 30), "how_long": timedelta(days=2, seconds=5), "tags": {"a"},
+        "callback": len, "by_number": {1: "一", 2.5: "二点五", None: "none"},
+        "amount": 1234.5, "tiny": 1e-7, "huge": 1e22, "text": "华东重工 \"quoted\" \\ \u2028"})
+    ours, theirs = serializer.dumps(wf), _stdlib_dumps(wf)
+    # the same document, key order included (floats may be spelled differently: 1e+22 and 1e22)
+    assert json.dumps(json.loads(ours)) == json.dumps(json.loads(theirs))
+    back = serializer.loads(ours, parsed.spec, parsed.subprocess_specs)
+    data = back.task_tree.data
+    assert data["when"] == datetime(2026, 12, 1, 9, 30) and data["how_long"] == timedelta(days=2, seconds=5)
+    assert data["tags"] == ["a"] and data["callback"] is None
+    assert data["by_number"] == {"1": "一", "2.5": "二点五", "null": "none"}
+    assert serializer.dumps(back) == ours
+
+
+def test_what_orjson_cannot_write_or_read_json_still_does(engine):
+    inst = engine.start("contract_review", "alice", MAJOR)
+    state, parsed = stored(engine, inst["id"])
+    wf = serializer.loads(state, parsed.spec, parsed.subprocess_specs)
+    wf.task_tree.data["big"] = 2 ** 70  # beyond 64 bits: orjson refuses it, json writes it
+    written = serializer.dumps(wf)
+    assert str(2 ** 70) in written and written == _stdlib_dumps(wf)
+    wf.task_tree.data["big"] = float("nan")  # json writes NaN (not JSON); orjson cannot read it back
+    old = _stdlib_dumps(wf)
+    assert "NaN" in old
+    back = serializer.loads(old, parsed.spec, parsed.subprocess_specs)
+    assert back.task_tree.data["big"] != back.task_tree.data["big"]  # NaN, read by json
