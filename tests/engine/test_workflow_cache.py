@@ -38,6 +38,7 @@ def test_each_command_takes_the_object_the_last_one_saved_and_ends_where_a_resto
     before = engine.workflows.hits
     cached = walk(engine, "2026-11-10")
     assert engine.workflows.hits - before == 2  # both completions took the started claim's object
+    assert len(engine.workflows) == 0  # a finished workflow is not kept
     uncached_engine = Engine(database, engine.workflows_dir)
     uncached_engine.storage = engine.storage
     uncached_engine.workflows.size = 0
