@@ -102,10 +102,11 @@ class AuthState:
         """Whether a session or token of `username` issued in `epoch` (and with id `jti`) still holds."""
         if not isinstance(epoch, int):
             return False
-        with self.db.read() as session:
+        # a Core connection, no ORM session: this runs before every API call
+        with self.db.engine.connect() as conn:
             if jti is None:
-                return (session.scalar(_EPOCH, {"u": username}) or 0) == epoch
-            found = session.execute(_TOKEN_STATE, {"u": username, "j": jti}).one()
+                return (conn.execute(_EPOCH, {"u": username}).scalar() or 0) == epoch
+            found = conn.execute(_TOKEN_STATE, {"u": username, "j": jti}).one()
         return (found.epoch or 0) == epoch and not found.revoked
 
     def end_all(self, username: str) -> None:

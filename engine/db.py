@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import create_engine, event
+from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import sessionmaker
 
@@ -65,6 +67,35 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
     return engine
 
 
+# a pooled PostgreSQL connection that rested longer than this is pinged before it is handed out
+PING_AFTER_REST = 5.0
+
+
+def _ping_when_rested(engine: Engine, rest: float) -> None:
+    """Check a pooled connection before use only when it rested more than `rest` seconds: the
+    server (or something between) may have closed it meanwhile. SQLAlchemy's pool_pre_ping checks
+    every checkout, and on psycopg that is three round trips (BEGIN, SELECT 1, ROLLBACK) before each
+    API call's token check and again before its command. A connection in use a moment ago is
+    used as it is; if the server went away even so, SQLAlchemy invalidates the pool on that error,
+    so the next call connects afresh. A failed ping raises DisconnectionError: the pool then
+    replaces the connection and tries again (SQLAlchemy's documented checkout protocol)."""
+    @event.listens_for(engine, "checkin")
+    def _rested(_dbapi_conn, record):
+        record.info["rested_at"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def _check(dbapi_conn, record, _proxy):
+        rested_at = record.info.get("rested_at")
+        if rested_at is None or time.monotonic() - rested_at < rest:
+            return  # new, or in use a moment ago
+        try:
+            with dbapi_conn.cursor() as cur:
+                cur.execute("SELECT 1")
+            dbapi_conn.rollback()
+        except Exception as exc:  # noqa: BLE001 - whatever the driver says, the connection is unusable
+            raise DisconnectionError(f"a pooled connection was closed: {exc}") from exc
+
+
 def _committed(session) -> None:
     for callback in session.info.pop("on_commit", {}).values():
         callback()
@@ -89,8 +120,8 @@ class Database:
         else:
             self.is_sqlite = False
             # LIFO: the connection used last serves next (its prepared statements are warm)
-            self.write_engine = create_engine(self.url, pool_pre_ping=True, pool_size=10, max_overflow=20,
-                                              pool_use_lifo=True)
+            self.write_engine = create_engine(self.url, pool_size=10, max_overflow=20, pool_use_lifo=True)
+            _ping_when_rested(self.write_engine, PING_AFTER_REST)
             # reads run in autocommit, on the same pool: under READ COMMITTED every statement reads
             # a fresh snapshot anyway, so a transaction around them would only add BEGIN and
             # ROLLBACK round trips (an inbox is three statements, a token check one)

@@ -19,6 +19,23 @@ def _validator(schema_json: str):
     return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.FormatChecker())
 
 
+# the validator of a schema object, by identity: the forms of a parsed definition live as long as it
+# does, so a completion need not write its schema out to find the validator (the schema is held here,
+# so its id is never reused while it is a key)
+_BY_SCHEMA: dict[int, tuple] = {}
+
+
+def _validator_of(schema: dict):
+    held = _BY_SCHEMA.get(id(schema))
+    if held is not None and held[0] is schema:
+        return held[1]
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    if len(_BY_SCHEMA) > 1024:
+        _BY_SCHEMA.clear()
+    _BY_SCHEMA[id(schema)] = (schema, validator)
+    return validator
+
+
 def _fields_of(error) -> list[str]:
     if error.validator == "required" and isinstance(error.instance, dict):
         missing = [p for p in error.validator_value if p not in error.instance]
@@ -49,7 +66,7 @@ def validate_form(schema: dict, data) -> dict:
         raise ValidationFailed({"_form": "data must be a JSON object"})
     properties = schema.get("properties", {})
     errors = {key: "unknown field" for key in data if key not in properties}
-    validator = _validator(json.dumps(schema, sort_keys=True))
+    validator = _validator_of(schema)
     for error in sorted(validator.iter_errors(data), key=lambda e: len(list(e.path))):
         for name in _fields_of(error):
             errors.setdefault(name, _message(error))

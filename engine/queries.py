@@ -420,7 +420,7 @@ def instance_dict(rt, session, inst, *, with_history: bool, tasks=None, names: d
         "completed_at": iso(inst.completed_at),
     }
     if with_history:
-        events = session.execute(HISTORY, {"instance_id": inst.id})
+        events = session.connection().execute(HISTORY, {"instance_id": inst.id})
         titles = parsed.titles
         result["history"] = [{"at": iso(e.at), "actor": e.actor, "action": e.action, "task": e.task,
                               "detail": e.detail or {}, "task_title": titles.get(e.task)} for e in events]

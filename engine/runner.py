@@ -260,7 +260,7 @@ class Runner:
             stmt = INSTANCE
         else:
             stmt = INSTANCE_FOR_UPDATE_SKIP_LOCKED if skip_locked else INSTANCE_FOR_UPDATE
-        found = session.execute(stmt, {"id": instance_id}).first()
+        found = session.connection().execute(stmt, {"id": instance_id}).first()
         if found is None:
             if skip_locked:
                 return None
@@ -295,23 +295,23 @@ class Runner:
                 callbacks.pop(("workflow", id(self), inst.id), None)
             else:
                 callbacks[("workflow", id(self), inst.id)] = lambda: self.workflows.put(inst.id, state, wf)
-        if cmd.session.execute(UPDATE_INSTANCE, values).rowcount != 1:
+        if cmd.session.connection().execute(UPDATE_INSTANCE, values).rowcount != 1:
             raise Conflict("the instance was changed concurrently; try again")
         inst.lock_version, inst.updated_at = inst.lock_version + 1, cmd.now
         cmd.session.flush()  # timer rows (ORM)
         self._write_tasks(cmd)
         if cmd.participants:  # one statement; who is already there is left alone
-            cmd.session.execute(self._add_participants, [
+            cmd.session.connection().execute(self._add_participants, [
                 {"instance_id": inst.id, "user_id": uid} for uid in sorted(cmd.participants)])
             cmd.participants.clear()
         self._write_history(cmd)
         if cmd.copies:
-            cmd.session.execute(self._add_copies, [
+            cmd.session.connection().execute(self._add_copies, [
                 {"instance_id": inst.id, "user_id": uid, "by_id": by, "at": cmd.now, "comment": comment}
                 for uid, by, comment in cmd.copies])
             cmd.copies.clear()
         if cmd.notifications:
-            cmd.session.execute(ADD_NOTIFICATION, [
+            cmd.session.connection().execute(ADD_NOTIFICATION, [
                 {"user_id": uid, "kind": kind, "instance_id": inst.id, "task_id": task_id, "at": cmd.now,
                  "actor_id": cmd.actor.id if cmd.actor else None, "params": params, "read_at": None}
                 for uid, kind, task_id, params in cmd.notifications])
@@ -387,10 +387,10 @@ class Runner:
         # is newer than the table (its changes are written on save)
         with session.no_autoflush:  # human_tasks is written on save, never by the ORM
             if not cmd.holds_live_rows:
-                found_rows = session.execute(INSTANCE_TASKS, {"instance_id": inst.id, "ids": list(ready)}).all()
+                found_rows = session.connection().execute(INSTANCE_TASKS, {"instance_id": inst.id, "ids": list(ready)}).all()
             else:  # only a task reopened by a loop or a reset may have a row this command does not hold
                 reopened = [t for t, task in ready.items() if t not in cmd.tasks and task.id in cmd.known_ids]
-                found_rows = session.execute(TASKS_WITH_IDS, {"ids": reopened}).all() if reopened else ()
+                found_rows = session.connection().execute(TASKS_WITH_IDS, {"ids": reopened}).all() if reopened else ()
         for found in found_rows:
             if found.id not in cmd.tasks:
                 cmd.tasks[found.id] = TaskRow(**found._mapping)
@@ -432,8 +432,8 @@ class Runner:
             if old is not None:  # a task reopened by a loop or a reset keeps its id in SpiffWorkflow
                 cmd.candidates = [(t, u) for t, u in cmd.candidates if t != task_id]
                 if not old.new:  # its finished row stays (已办, history) under a fresh id
-                    session.execute(DELETE_CANDIDATES, {"task_id": task_id})
-                    session.execute(ARCHIVE_TASK, {"task_id": task_id, "new_id": str(uuid4())})
+                    session.connection().execute(DELETE_CANDIDATES, {"task_id": task_id})
+                    session.connection().execute(ARCHIVE_TASK, {"task_id": task_id, "new_id": str(uuid4())})
             row = TaskRow(
                 id=task_id, instance_id=inst.id, process_id=inst.process_id, name=info.name, title=info.title,
                 title_en=info.title_en, lane=info.lane, form=info.form, data_key=info.data_key,
@@ -571,9 +571,9 @@ class Runner:
         updates a row already there), then the candidates of new claim pools."""
         rows = [row for row in cmd.tasks.values() if row.new or row.changed]
         if rows:
-            cmd.session.execute(self._save_tasks, [row.columns() for row in rows])
+            cmd.session.connection().execute(self._save_tasks, [row.columns() for row in rows])
         if cmd.candidates:
-            cmd.session.execute(INSERT_CANDIDATE, [candidate_row(cmd.tasks[t], u) for t, u in cmd.candidates])
+            cmd.session.connection().execute(INSERT_CANDIDATE, [candidate_row(cmd.tasks[t], u) for t, u in cmd.candidates])
         for row in rows:
             row.new = row.changed = False
         cmd.candidates.clear()
@@ -581,7 +581,7 @@ class Runner:
     def _write_history(self, cmd: Command) -> None:
         """Append the command's history: one multi-row INSERT (the rows are never read back here)."""
         if cmd.history:
-            cmd.session.execute(ADD_HISTORY, [
+            cmd.session.connection().execute(ADD_HISTORY, [
                 {"instance_id": cmd.instance.id, "at": cmd.now + timedelta(microseconds=offset),
                  "actor_id": actor.id if actor else None, "action": action, "task": task,
                  "detail": {k: v for k, v in detail.items() if v is not None}}
@@ -613,12 +613,12 @@ class Runner:
         locked first, then the rows are read as of the lock (another command may have committed
         while we waited)."""
         if self.db.is_sqlite:
-            found = session.execute(OPEN_BY_TASK, {"task_id": task_id}).all()
+            found = session.connection().execute(OPEN_BY_TASK, {"task_id": task_id}).all()
             inst = InstanceRow(**{k: v for k, v in found[0]._mapping.items() if k in INSTANCE_FIELDS}) if found else None
         else:
-            locked = session.execute(INSTANCE_OF_TASK_FOR_UPDATE, {"task_id": task_id}).first()
+            locked = session.connection().execute(INSTANCE_OF_TASK_FOR_UPDATE, {"task_id": task_id}).first()
             inst = InstanceRow(**locked._mapping) if locked is not None else None
-            found = session.execute(LIVE_TASKS_AND_TOKEN, {"instance_id": inst.id if inst else None,
+            found = session.connection().execute(LIVE_TASKS_AND_TOKEN, {"instance_id": inst.id if inst else None,
                                                            "task_id": task_id}).all()
         token = found[0].org_token if found else None
         user = access.command_actor(session, actor, token) if actor is not None else None
@@ -655,7 +655,7 @@ def candidate_row(task: TaskRow, user_id: int) -> dict:
 
 
 def task_row(session, task_id: str) -> TaskRow:
-    found = session.execute(TASK_BY_ID, {"id": str(task_id)}).first()
+    found = session.connection().execute(TASK_BY_ID, {"id": str(task_id)}).first()
     if found is None:
         raise NotFound(f"task {task_id} not found")
     return TaskRow(**found._mapping)

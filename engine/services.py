@@ -76,8 +76,8 @@ def _remaining(cmd, region_code: str, category: str, period: str) -> tuple[int, 
     """(region id, budget left for this claim) for a region code, category and YYYY-MM period."""
     session = cmd.session
     if session.get_bind().dialect.name != "sqlite":
-        session.execute(_LOCK_REGION, {"region": region_code})
-    row = session.execute(_REMAINING, {"region": region_code, "category": category, "period": period,
+        session.connection().execute(_LOCK_REGION, {"region": region_code})
+    row = session.connection().execute(_REMAINING, {"region": region_code, "category": category, "period": period,
                                        "instance_id": cmd.instance.id}).first()
     if row is None:
         raise ProcessError(f"unknown region {region_code!r}")
@@ -89,7 +89,7 @@ def release_reservations(cmd) -> None:
     nothing to do when this command already did, or turned the reservation into spending."""
     if getattr(cmd, "reservation_released", False):
         return
-    cmd.session.execute(_RELEASE, {"instance_id": cmd.instance.id})
+    cmd.session.connection().execute(_RELEASE, {"instance_id": cmd.instance.id})
     cmd.reservation_released = True
 
 
@@ -125,7 +125,7 @@ class Services:
         period = _period(incurred_on)
         region_id, remaining = _remaining(cmd, region, category, period)
         release_reservations(cmd)
-        cmd.session.execute(_BOOK, {"region_id": region_id, "category": category, "period": period,
+        cmd.session.connection().execute(_BOOK, {"region_id": region_id, "category": category, "period": period,
                                     "amount": Decimal(str(amount)), "instance_id": cmd.instance.id,
                                     "created_at": clock.now(), "kind": "reserved"})
         cmd.reservation_released = False
@@ -141,8 +141,8 @@ class Services:
         spent = None
         if not getattr(cmd, "reservation_released", False):
             if cmd.session.get_bind().dialect.name != "sqlite":
-                cmd.session.execute(_LOCK_REGION, {"region": region})  # as _remaining: one claim at a time
-            spent = cmd.session.execute(_SPEND_RESERVED, {
+                cmd.session.connection().execute(_LOCK_REGION, {"region": region})  # as _remaining: one claim at a time
+            spent = cmd.session.connection().execute(_SPEND_RESERVED, {
                 "instance_id": cmd.instance.id, "region": region, "category": category, "period": period,
                 "amount": booked, "created_at": now}).first()
         if spent is not None:  # the reservation became the spending; what is left came back with it
@@ -150,7 +150,7 @@ class Services:
         else:  # nothing reserved (a claim routed before reservations existed): book it new
             region_id, remaining = _remaining(cmd, region, category, period)
             release_reservations(cmd)
-            cmd.session.execute(_BOOK, {"region_id": region_id, "category": category, "period": period,
+            cmd.session.connection().execute(_BOOK, {"region_id": region_id, "category": category, "period": period,
                                         "amount": booked, "instance_id": cmd.instance.id, "created_at": now,
                                         "kind": "spent"})
         cmd.reservation_released = True  # no reservation is left

@@ -176,7 +176,7 @@ def _return_to_step(rt, cmd: Command, wf, current, name: str) -> None:
 
 def _previous_owners(cmd: Command, name: str, whole_block: bool) -> dict:
     """Who did `name` last (and, when a parallel block re-runs whole, its other steps)."""
-    rows = cmd.session.execute(select(TASK_TABLE.c.name, TASK_TABLE.c.completed_by_id, TASK_TABLE.c.process_id)
+    rows = cmd.session.connection().execute(select(TASK_TABLE.c.name, TASK_TABLE.c.completed_by_id, TASK_TABLE.c.process_id)
                                .where(TASK_TABLE.c.instance_id == cmd.instance.id,
                                       TASK_TABLE.c.status == "completed", TASK_TABLE.c.parent_id.is_(None),
                                       TASK_TABLE.c.completed_by_id.is_not(None))
@@ -255,7 +255,7 @@ def delegate(rt, task_id: str, username: str, to: str, comment: str | None = Non
         if why:
             raise ValidationFailed({"to": why})
         row.update(assignee_id=target.id, context=row.with_context(via="transfer"))  # it leaves any claim pool
-        session.execute(DELETE_CANDIDATES, {"task_id": row.id})
+        session.connection().execute(DELETE_CANDIDATES, {"task_id": row.id})
         rt._participate(cmd, target.id)
         cmd.record("delegated", row.name, **{"from": actor.username, "to": target.username, "comment": comment or None})
         cmd.notify("task_assigned", [target.id], row.id, task=row.name, transferred_by=actor.username)
