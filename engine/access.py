@@ -29,6 +29,12 @@ def command_actor(session, name: str, token: str | None = None) -> "org.Person":
     return person
 
 
+def reader(session, name: str) -> "org.Person":
+    """The user a read is for, from the org chart (the read costs one small statement, the org
+    token, not an ORM user); unknown or inactive → Unauthorized. Reads never change the user."""
+    return command_actor(session, name)
+
+
 def admin(session, name: str) -> User:
     """The acting administrator; anyone else → Forbidden (403)."""
     user = actor(session, name)

@@ -56,7 +56,7 @@ SIGNERS_OF = TASK_ROWS.where(TASK_TABLE.c.parent_id == bindparam("parent_id")).o
 
 def processes(rt, username: str) -> list[dict]:
     with rt.db.read() as session:
-        user = access.actor(session, username)
+        user = access.reader(session, username)
         result = []
         for pid in rt.definitions.process_ids(session):
             definition_id = rt.definitions.latest_id(session, pid)
@@ -101,7 +101,7 @@ def subject_choices(rt, process_id: str, username: str) -> list[dict]:
     """The people a start form's subject field (an appraisal's employee, a lead's rep) may name, by
     the process's subject rule: active, never an administrator."""
     with rt.db.read() as session:
-        actor = access.actor(session, username)
+        actor = access.reader(session, username)
         parsed = rt.definitions.get(session, rt.definitions.latest_id(session, process_id))
         rule = parsed.catalog.get("subject_rule")
         team = org.reports_of(session, actor) if rule == "self_or_report" else set()
@@ -131,7 +131,7 @@ def instance(rt, instance_id, username: str, *, labels: bool = False) -> dict:
     over the latest version's for what an older version did not declare) that a UI needs to label
     its data."""
     with rt.db.read() as session:
-        user = access.actor(session, username)
+        user = access.reader(session, username)
         inst = session.get(ProcessInstance, instance_id)
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
@@ -158,7 +158,7 @@ def instances(rt, username: str, process_id: str | None = None, status: str | No
     if scope not in INSTANCE_SCOPES:
         raise ValidationFailed({"scope": "must be all, started, involved or cc"})
     with rt.db.read() as session:
-        user = access.actor(session, username)
+        user = access.reader(session, username)
         stmt = select(ProcessInstance)
         if scope == "started":
             stmt = stmt.where(ProcessInstance.started_by_id == user.id)
@@ -195,7 +195,7 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
     if scope not in ("open", "done"):
         raise ValidationFailed({"scope": "must be open or done"})
     with rt.db.read() as session:
-        user = access.actor(session, username)
+        user = access.reader(session, username)
         params = {"uid": user.id, "head": limit + offset, "limit": limit, "offset": offset, "yes": True}
         extra = ""
         if process_id:
@@ -237,7 +237,7 @@ def _like(q: str) -> str:
 
 def task(rt, task_id: str, username: str) -> dict:
     with rt.db.read() as session:
-        user = access.actor(session, username)
+        user = access.reader(session, username)
         row = session.execute(TASKS_BY_ID, {"ids": [str(task_id)]}).first()
         if row is None:
             raise NotFound(f"task {task_id} not found")
@@ -320,7 +320,7 @@ def diagram(rt, instance_id, username: str, titles_lang: str = "zh", process: st
     from .diagram import render_svg
     from .models import Timer
     with rt.db.read() as session:
-        user = access.actor(session, username)
+        user = access.reader(session, username)
         inst = session.get(ProcessInstance, instance_id)
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
@@ -380,7 +380,7 @@ def _calls(parsed) -> tuple[dict, set]:
 def called_processes(rt, instance_id, username: str) -> list[dict]:
     """The processes an instance's process calls (for links to their diagrams): [{"id", "name"}]."""
     with rt.db.read() as session:
-        user = access.actor(session, username)
+        user = access.reader(session, username)
         inst = session.get(ProcessInstance, parse_instance_id(instance_id))
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
@@ -445,7 +445,7 @@ def command_instance_dict(rt, cmd) -> dict:
 
 def comments(rt, instance_id, username: str) -> list[dict]:
     with rt.db.read() as session:
-        user = access.actor(session, username)
+        user = access.reader(session, username)
         inst = session.get(ProcessInstance, instance_id)
         if inst is None or not access.can_see(session, inst, user):
             raise NotFound(f"instance {instance_id} not found")
@@ -471,7 +471,7 @@ def eligible_users(rt, task_id: str, username: str) -> list[dict]:
     from . import org
     from .models import User
     with rt.db.read() as session:
-        user = access.actor(session, username)
+        user = access.reader(session, username)
         row = session.execute(TASKS_BY_ID, {"ids": [str(task_id)]}).first()
         inst = session.get(ProcessInstance, row.instance_id) if row is not None else None
         if row is None or not access.may_view_task(session, row, inst, user):

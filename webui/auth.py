@@ -97,7 +97,13 @@ def check_credentials(username: str, password: str) -> dict | None:
 
 # ------------------------------------------------------------------ API tokens
 def _serializer() -> URLSafeTimedSerializer:
-    return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt="salesflow-api-token")
+    """The token signer of the app's secret key, made once per key (every API call checks a token)."""
+    key = current_app.config["SECRET_KEY"]
+    held = current_app.extensions.get("salesflow_token_signer")
+    if held is None or held[0] != key:
+        held = (key, URLSafeTimedSerializer(key, salt="salesflow-api-token"))
+        current_app.extensions["salesflow_token_signer"] = held
+    return held[1]
 
 
 def issue_token(username: str) -> str:
