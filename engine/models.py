@@ -214,10 +214,13 @@ class HumanTaskCandidate(Base):
 
 
 class InboxCount(Base):
-    """Each person's open tasks, counted by triggers on human_tasks and human_task_candidates
-    (migration 0009) in the statements that change them: the inbox total is one row, not a count."""
+    """Each person's open tasks, counted by triggers on human_tasks and human_task_candidates in the
+    statements that change them: each change adds a row of differences (migration 0010: no row is
+    ever updated, so no two transactions wait on one), a person's total is the sum of their rows,
+    and the background worker folds them into one row per person (tables.compact_inbox_counts)."""
     __tablename__ = "inbox_counts"
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), primary_key=True)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     assigned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     claimable: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 

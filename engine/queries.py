@@ -42,8 +42,8 @@ _INBOX_COUNT = """SELECT
   (SELECT count(*) FROM human_tasks h WHERE h.assignee_id = :uid AND h.status = 'open'{extra}) +
   (SELECT count(*) FROM human_task_candidates c JOIN human_tasks h ON h.id = c.task_id
    WHERE c.user_id = :uid AND c.claimable = :yes AND h.assignee_id IS NULL AND h.status = 'open'{extra})"""
-# the whole inbox's total: the row the triggers keep (migration 0009), not a count
-_INBOX_TOTAL = "SELECT assigned + claimable FROM inbox_counts WHERE user_id = :uid"
+# the whole inbox's total: the sum of the rows the triggers add (migrations 0009, 0010), not a count
+_INBOX_TOTAL = "SELECT sum(assigned + claimable) FROM inbox_counts WHERE user_id = :uid"
 
 
 # the steps of an instance people finished (not added signers), in order: return targets

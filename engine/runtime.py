@@ -29,6 +29,7 @@ from .commands import tasks as task_commands
 from .commands import timers as timer_commands
 from .models import User
 from .runner import DEFAULT_WORKFLOWS_DIR, Runner
+from .tables import compact_inbox_counts
 
 __all__ = ["DEFAULT_WORKFLOWS_DIR", "Engine"]
 
@@ -170,12 +171,14 @@ class Engine(Runner):
     def work(self, *, smtp_url: str | None = None, mail_from: str | None = None, base_url: str | None = None,
              at: datetime | None = None) -> dict:
         """One pass of the background worker: due timers, reminders and overdue notices, the mail
-        outbox, unlinked uploads; then (SQLite) the write-ahead log goes back into the database."""
+        outbox, unlinked uploads, each person's inbox-total rows folded into one; then (SQLite) the
+        write-ahead log goes back into the database."""
         now = at or clock.now()
         fired = self.fire_due_timers(now)
         reminded = notify.remind(self, now)
         mailed = mail.deliver(self, smtp_url, mail_from, base_url, now)
         purged = attachments.purge_unlinked(self, now)
+        compact_inbox_counts(self.db)
         self.db.checkpoint()
         return {"fired": fired, "reminded": reminded, "mail": mailed, "purged": purged}
 

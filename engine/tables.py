@@ -126,6 +126,36 @@ def task_dict(row) -> dict:
 _PUBLIC_STATUS = {"waiting": "open", "held": "completed"}
 
 
+# the inbox totals' rows of differences (migration 0010), folded into one row per person: on
+# PostgreSQL one statement, so exactly the rows it deleted are summed (a change committed meanwhile
+# stays, as its own row, for the next pass); on SQLite the writer holds the database for both
+_FOLD_PG = """WITH gone AS (
+    DELETE FROM inbox_counts WHERE user_id IN (SELECT user_id FROM inbox_counts GROUP BY user_id HAVING count(*) > 1)
+    RETURNING user_id, assigned, claimable)
+  INSERT INTO inbox_counts (user_id, assigned, claimable)
+  SELECT user_id, sum(assigned), sum(claimable) FROM gone GROUP BY user_id"""
+_FOLD_SQLITE = ("""CREATE TEMP TABLE IF NOT EXISTS inbox_folded (user_id INTEGER, assigned INTEGER, claimable INTEGER)""",
+                """DELETE FROM temp.inbox_folded""",
+                """INSERT INTO temp.inbox_folded SELECT user_id, sum(assigned), sum(claimable) FROM inbox_counts
+                   GROUP BY user_id HAVING count(*) > 1""",
+                """DELETE FROM inbox_counts WHERE user_id IN (SELECT user_id FROM temp.inbox_folded)""",
+                """INSERT INTO inbox_counts (user_id, assigned, claimable) SELECT user_id, assigned, claimable
+                   FROM temp.inbox_folded""")
+
+
+def compact_inbox_counts(db) -> int:
+    """Fold each person's inbox-total rows into one (the background worker's every pass). Returns
+    how many people's rows were folded."""
+    from sqlalchemy import text
+    with db.write() as session:
+        conn = session.connection()
+        if db.is_sqlite:
+            for statement in _FOLD_SQLITE:
+                conn.exec_driver_sql(statement)
+            return conn.exec_driver_sql("SELECT count(*) FROM temp.inbox_folded").scalar()
+        return conn.execute(text(_FOLD_PG)).rowcount
+
+
 def iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat() if value else None
 

@@ -149,7 +149,8 @@ def inbox_counts_drift(db) -> list:
                    (SELECT count(*) FROM human_tasks h WHERE h.assignee_id = u.id AND h.status = 'open'),
                    (SELECT count(*) FROM human_task_candidates c JOIN human_tasks h ON h.id = c.task_id
                     WHERE c.user_id = u.id AND h.status = 'open' AND h.assignee_id IS NULL)
-            FROM users u LEFT JOIN inbox_counts k ON k.user_id = u.id""")).all()
+            FROM users u LEFT JOIN (SELECT user_id, sum(assigned) AS assigned, sum(claimable) AS claimable
+                                    FROM inbox_counts GROUP BY user_id) k ON k.user_id = u.id""")).all()
         return [(uid, (a, c), (ra, rc)) for uid, a, c, ra, rc in rows if (a, c) != (ra, rc)]
 
 
