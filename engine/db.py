@@ -13,6 +13,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+import json
+
+import orjson
 from sqlalchemy import create_engine, event
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.engine import Engine
@@ -36,9 +39,37 @@ def normalize_url(url: str) -> str:
     return url
 
 
+def _json_default(value):
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+def json_dumps(value) -> str:
+    """JSON columns (instance data, history details, notification parameters) written by orjson:
+    what json.dumps wrote, as UTF-8 rather than \\u escapes (the same value read back); a value json
+    could not write (a datetime) is refused as before; an integer beyond 64 bits goes to json."""
+    try:
+        return orjson.dumps(value, default=_json_default,
+                            option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME).decode()
+    except orjson.JSONEncodeError as exc:
+        if isinstance(exc.__cause__, TypeError) or "not JSON serializable" in str(exc):
+            raise TypeError(str(exc)) from None
+        return json.dumps(value)
+
+
+def json_loads(text):
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:  # NaN, in a value json wrote once
+        return json.loads(text)
+
+
+_JSON = {"json_serializer": json_dumps, "json_deserializer": json_loads}
+
+
 def _sqlite_engine(url: str, immediate: bool) -> Engine:
     # LIFO: the most recently used connection (its statement and page caches warm) serves next
-    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_use_lifo=True)
+    engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_use_lifo=True,
+                           **_JSON)
 
     @event.listens_for(engine, "connect")
     def _connect(dbapi_conn, _record):
@@ -120,7 +151,8 @@ class Database:
         else:
             self.is_sqlite = False
             # LIFO: the connection used last serves next (its prepared statements are warm)
-            self.write_engine = create_engine(self.url, pool_size=10, max_overflow=20, pool_use_lifo=True)
+            self.write_engine = create_engine(self.url, pool_size=10, max_overflow=20, pool_use_lifo=True,
+                                              **_JSON)
             _ping_when_rested(self.write_engine, PING_AFTER_REST)
             # reads run in autocommit, on the same pool: under READ COMMITTED every statement reads
             # a fresh snapshot anyway, so a transaction around them would only add BEGIN and

@@ -94,3 +94,19 @@ def test_what_orjson_cannot_write_or_read_json_still_does(engine):
     assert "NaN" in old
     back = serializer.loads(old, parsed.spec, parsed.subprocess_specs)
     assert back.task_tree.data["big"] != back.task_tree.data["big"]  # NaN, read by json
+
+
+def test_json_columns_are_written_by_orjson_as_json_would_and_refuse_what_json_refused():
+    from datetime import datetime
+    from engine.db import json_dumps, json_loads
+    value = {"名": "华东重工", "n": [1, 2.5, None, True], 3: "three", "nested": {"z": 1, "a": 2}}
+    assert json_loads(json_dumps(value)) == json.loads(json.dumps(value))
+    assert list(json_loads(json_dumps(value))["nested"]) == ["z", "a"]  # order kept
+    assert "华东重工" in json_dumps(value)  # UTF-8, not \\u escapes
+    for refused in ({"at": datetime(2026, 12, 1)}, {"s": {1}}):
+        with pytest.raises(TypeError):
+            json.dumps(refused)
+        with pytest.raises(TypeError):
+            json_dumps(refused)
+    assert json_loads(json_dumps({"big": 2 ** 70})) == {"big": 2 ** 70}  # json writes what orjson cannot
+    assert json_loads('{"x": NaN}')["x"] != json_loads('{"x": NaN}')["x"]  # and reads what only json reads
