@@ -134,6 +134,7 @@ _FOLD_PG = """WITH gone AS (
     RETURNING user_id, assigned, claimable)
   INSERT INTO inbox_counts (user_id, assigned, claimable)
   SELECT user_id, sum(assigned), sum(claimable) FROM gone GROUP BY user_id"""
+_ANY_TO_FOLD = "SELECT user_id FROM inbox_counts GROUP BY user_id HAVING count(*) > 1 LIMIT 1"
 _FOLD_SQLITE = ("""CREATE TEMP TABLE IF NOT EXISTS inbox_folded (user_id INTEGER, assigned INTEGER, claimable INTEGER)""",
                 """DELETE FROM temp.inbox_folded""",
                 """INSERT INTO temp.inbox_folded SELECT user_id, sum(assigned), sum(claimable) FROM inbox_counts
@@ -147,6 +148,9 @@ def compact_inbox_counts(db) -> int:
     """Fold each person's inbox-total rows into one (the background worker's every pass). Returns
     how many people's rows were folded."""
     from sqlalchemy import text
+    with db.read() as session:  # an idle instance takes no write lock for this
+        if session.connection().execute(text(_ANY_TO_FOLD)).first() is None:
+            return 0
     with db.write() as session:
         conn = session.connection()
         if db.is_sqlite:
