@@ -142,7 +142,10 @@ def chart(session, token: str | None = None) -> Chart:
     if token is None:
         token = session.info.get("org_token")
     if token is None:
-        token = session.scalar(ORG_TOKEN)
+        if session.new or session.dirty or session.deleted:  # flushed first (autoflush): its own change counts
+            token = session.scalar(ORG_TOKEN)
+        else:  # nothing pending (every read): the Core connection, no ORM execution
+            token = session.connection().execute(ORG_TOKEN).scalar()
     session.info["org_token"] = token
     db = session.info.get("database")
     held = getattr(db, "org_chart", None) if token is not None else session.info.get("org_chart")

@@ -4,6 +4,7 @@ Nothing here writes. Who may see what is asked of `access`, the same rules the c
 """
 from __future__ import annotations
 
+from functools import lru_cache
 from types import SimpleNamespace
 
 from sqlalchemy import bindparam, select, text
@@ -13,7 +14,7 @@ from .definitions import merge_vocabularies
 from .errors import NotFound, ValidationFailed
 from .models import Comment, HumanTask, InstanceCopy, ProcessInstance, User, UTCDateTime
 from .tables import (
-    HISTORY, OPEN_TASKS_OF, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, summary_of, instance_id as parse_instance_id, iso, task_dict, usernames,
+    HISTORY, OPEN_TASKS_OF, TASK_LIST, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, summary_of, instance_id as parse_instance_id, iso, task_dict, usernames,
 )
 
 # The inbox is the hottest read: two index-driven heads merged — ix_human_tasks_inbox for "assigned to
@@ -211,22 +212,25 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
             extra += _MATCHES
             params["q"] = _like(q)
         page, count = (_INBOX_PAGE, _INBOX_COUNT) if scope == "open" else (_DONE_PAGE, _DONE_COUNT)
-        stmt = text(page.format(extra=extra))
-        if "now" in params:
-            stmt = stmt.bindparams(bindparam("now", type_=UTCDateTime()))
-        ids = session.scalars(stmt, params).all()
-        rows = {r.id: r for r in session.execute(TASKS_BY_ID, {"ids": ids})} if ids else {}
+        stmt = _statement(page, extra, "now" in params)
+        conn = session.connection()  # Core rows all through: the hottest read
+        ids = conn.execute(stmt, params).scalars().all()
+        rows = {r.id: r for r in conn.execute(TASK_LIST, {"ids": ids})} if ids else {}
         found = [task_dict(rows[i]) for i in ids]
         if not with_total:
             return found
         if len(found) < limit and (found or offset == 0):
             return found, offset + len(found)
         if scope == "open" and not extra:
-            return found, session.scalar(text(_INBOX_TOTAL), params) or 0
-        stmt = text(count.format(extra=extra))
-        if "now" in params:
-            stmt = stmt.bindparams(bindparam("now", type_=UTCDateTime()))
-        return found, session.scalar(stmt, params)
+            return found, conn.execute(_statement(_INBOX_TOTAL, "", False), params).scalar() or 0
+        return found, conn.execute(_statement(count, extra, "now" in params), params).scalar()
+
+
+@lru_cache(maxsize=64)
+def _statement(sql: str, extra: str, with_now: bool):
+    """The inbox's text statements, built once per filter combination (text() parses its SQL)."""
+    stmt = text(sql.format(extra=extra))
+    return stmt.bindparams(bindparam("now", type_=UTCDateTime())) if with_now else stmt
 
 
 def _like(q: str) -> str:
