@@ -40,7 +40,7 @@ def normalize_url(url: str) -> str:
 
 
 def _json_default(value):
-    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")  # json's refusal
 
 
 def json_dumps(value) -> str:
@@ -50,9 +50,7 @@ def json_dumps(value) -> str:
     try:
         return orjson.dumps(value, default=_json_default,
                             option=orjson.OPT_NON_STR_KEYS | orjson.OPT_PASSTHROUGH_DATETIME).decode()
-    except orjson.JSONEncodeError as exc:
-        if isinstance(exc.__cause__, TypeError) or "not JSON serializable" in str(exc):
-            raise TypeError(str(exc)) from None
+    except orjson.JSONEncodeError:  # json writes it, or raises TypeError as it always did
         return json.dumps(value)
 
 

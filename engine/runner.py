@@ -190,7 +190,7 @@ class WorkflowCache:
     parsed one. Taking removes it: a command that fails leaves a changed object nobody reuses;
     a command that commits puts the object back. `size` objects at most (least recently saved
     go first; about 20 KB each for an expense claim); 0 turns the cache off (environment:
-    SALESFLOW_WORKFLOW_CACHE, default 256). A finished workflow is not kept."""
+    SALESFLOW_WORKFLOW_CACHE, default 256). An instance no longer running is not kept."""
 
     def __init__(self, size: int):
         self.size = size
@@ -217,10 +217,6 @@ class WorkflowCache:
             self._items.move_to_end(instance_id)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._items.clear()
 
     def __len__(self) -> int:
         return len(self._items)
@@ -289,9 +285,9 @@ class Runner:
         if wf is not None:
             state = values["state"] = inst.state = serializer.dumps(wf)
             # once committed, the next command on the instance in this process may take the object
-            # (the last save of a transaction wins; a rollback drops it); a finished one has none
+            # (the last save of a transaction wins; a rollback drops it); one no longer running has none
             callbacks = cmd.session.info.setdefault("on_commit", {})
-            if wf.is_completed():
+            if inst.status != "running":
                 callbacks.pop(("workflow", id(self), inst.id), None)
             else:
                 callbacks[("workflow", id(self), inst.id)] = lambda: self.workflows.put(inst.id, state, wf)

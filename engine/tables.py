@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from datetime import datetime, timezone
 from uuid import UUID
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, text, update
 
 from . import clock
 from .errors import NotFound
@@ -74,14 +74,10 @@ OPEN_TASKS_OF = TASK_ROWS.where(TASK_TABLE.c.instance_id.in_(bindparam("ids", ex
 TASKS_BY_ID = TASK_ROWS.where(TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
 # an inbox page: only the columns task_dict reads (50 rows of every column, with their JSON and
 # time conversions, cost more than the query)
-TASK_LIST = select(*(TASK_TABLE.c[name] for name in (
+_ROW_EXTRAS = TASK_ROWS.selected_columns[len(TASK_TABLE.c):]  # assignee, subject, the summaries
+TASK_LIST = TASK_ROWS.with_only_columns(*(TASK_TABLE.c[name] for name in (
     "id", "instance_id", "process_id", "name", "title", "title_en", "lane", "status", "due_at", "created_at",
-    "completed_at", "is_approval", "parent_id")), ASSIGNEE.c.username.label("assignee"),
-    SUBJECT.c.username.label("subject"), INSTANCE_TABLE.c.summary_zh, INSTANCE_TABLE.c.summary_en) \
-    .outerjoin(ASSIGNEE, ASSIGNEE.c.id == TASK_TABLE.c.assignee_id) \
-    .join(INSTANCE_TABLE, INSTANCE_TABLE.c.id == TASK_TABLE.c.instance_id) \
-    .join(SUBJECT, SUBJECT.c.id == INSTANCE_TABLE.c.subject_id) \
-    .where(TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+    "completed_at", "is_approval", "parent_id")), *_ROW_EXTRAS).where(TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
 ACTOR = USER_TABLE.alias("actor")
 HISTORY = select(HISTORY_TABLE.c.at, ACTOR.c.username.label("actor"), HISTORY_TABLE.c.action,
                  HISTORY_TABLE.c.task, HISTORY_TABLE.c.detail) \
@@ -157,7 +153,6 @@ _FOLD_SQLITE = ("""CREATE TEMP TABLE IF NOT EXISTS inbox_folded (user_id INTEGER
 def compact_inbox_counts(db) -> int:
     """Fold each person's inbox-total rows into one (the background worker's every pass). Returns
     how many people's rows were folded."""
-    from sqlalchemy import text
     with db.read() as session:  # an idle instance takes no write lock for this
         if session.connection().execute(text(_ANY_TO_FOLD)).first() is None:
             return 0
