@@ -2,8 +2,9 @@
 
 On SQLite, write transactions start with BEGIN IMMEDIATE so two commands never
 interleave (the second waits for the first, then sees its result); reads use a
-separate engine with deferred transactions so the inbox never waits on a writer.
-On PostgreSQL one engine serves both and commands lock the instance row.
+separate engine in autocommit (each statement reads the latest commit, as on
+PostgreSQL), so the inbox never waits on a writer. On PostgreSQL one engine serves
+both and commands lock the instance row.
 """
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def json_loads(text):
 _JSON = {"json_serializer": json_dumps, "json_deserializer": json_loads}
 
 
-def _sqlite_engine(url: str, immediate: bool) -> Engine:
+def _sqlite_engine(url: str, write: bool) -> Engine:
     # LIFO: the most recently used connection (its statement and page caches warm) serves next
     engine = create_engine(url, connect_args={"timeout": 30, "check_same_thread": False}, pool_use_lifo=True,
                            **_JSON)
@@ -89,10 +90,14 @@ def _sqlite_engine(url: str, immediate: bool) -> Engine:
         cur.execute("PRAGMA cache_size=-2048")
         cur.close()
 
-    @event.listens_for(engine, "begin")
-    def _begin(conn):
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
+    if write:
+        @event.listens_for(engine, "begin")
+        def _begin(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # reads send no BEGIN: each statement is a read transaction of its own and sees the latest
+    # commit, as reads do on PostgreSQL (autocommit under READ COMMITTED); a BEGIN and ROLLBACK
+    # around them cost two statements an API call. The DBAPI's rollback when the connection goes
+    # back to the pool does nothing then (no transaction is open)
     return engine
 
 
@@ -144,8 +149,8 @@ class Database:
         self.url = normalize_url(url)
         if self.url.startswith("sqlite"):
             self.is_sqlite = True
-            self.engine = _sqlite_engine(self.url, immediate=False)
-            self.write_engine = _sqlite_engine(self.url, immediate=True)
+            self.engine = _sqlite_engine(self.url, write=False)
+            self.write_engine = _sqlite_engine(self.url, write=True)
         else:
             self.is_sqlite = False
             # LIFO: the connection used last serves next (its prepared statements are warm)

@@ -2,6 +2,8 @@
 epoch current, their id not revoked), credentials checks with throttling, the session user."""
 from __future__ import annotations
 
+import time
+
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 
@@ -44,6 +46,27 @@ def test_forged_expired_or_malformed_tokens_are_refused(ctx, monkeypatch):
     ctx.config["API_TOKEN_MAX_AGE"] = -1
     assert auth.token_claims(token) is None  # expired
     assert auth.user_from_token(token) is None
+
+
+def test_a_token_whose_signature_was_checked_before_still_expires_and_keeps_to_its_key(ctx, monkeypatch):
+    forged = "eyJ1IjoiYWxpY2UifQ.forged.signature"
+    assert auth.token_claims(forged) is None
+    assert not any(token == forged for _key, token in auth._VERIFIED)  # what fails is never kept
+    token = auth.issue_token("bob")
+    assert auth.token_claims(token)["username"] == "bob"  # its signature is remembered from here on
+    assert ("test-secret", token) in auth._VERIFIED
+    now = time.time()
+    monkeypatch.setattr(time, "time", lambda: now + ctx.config["API_TOKEN_MAX_AGE"] + 2)
+    assert auth.token_claims(token) is None  # expired, remembered or not
+    monkeypatch.setattr(time, "time", lambda: now - 60)
+    assert auth.token_claims(token) is None  # signed in the future: no token
+    monkeypatch.undo()
+    assert auth.token_claims(token)["username"] == "bob"
+    ctx.config["SECRET_KEY"] = "another-secret"  # a new key: what the old one signed is refused
+    assert auth.token_claims(token) is None
+    ctx.config["SECRET_KEY"] = "test-secret"
+    auth.auth_state().end_all("bob")  # and signing out still ends it at once
+    assert auth.token_claims(token) is None
 
 
 def test_credentials_are_checked_and_failures_throttled_per_username(ctx):

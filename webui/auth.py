@@ -9,13 +9,15 @@ answer is 429 with Retry-After, whatever the password.
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import timedelta, timezone
+from functools import lru_cache
 from types import SimpleNamespace
 
 from flask import Blueprint, current_app, flash, g, redirect, render_template, request, session, url_for
 from flask_babel import gettext as _
 from flask_login import UserMixin, current_user, login_required, login_user, logout_user
-from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
+from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from engine import org
 from engine.auth_state import AuthState
@@ -96,14 +98,35 @@ def check_credentials(username: str, password: str) -> dict | None:
 
 
 # ------------------------------------------------------------------ API tokens
+@lru_cache(maxsize=8)
+def _signer_of(key) -> URLSafeTimedSerializer:
+    """The token signer of a secret key, made once per key (every API call checks a token)."""
+    return URLSafeTimedSerializer(key, salt="salesflow-api-token")
+
+
 def _serializer() -> URLSafeTimedSerializer:
-    """The token signer of the app's secret key, made once per key (every API call checks a token)."""
-    key = current_app.config["SECRET_KEY"]
-    held = current_app.extensions.get("salesflow_token_signer")
-    if held is None or held[0] != key:
-        held = (key, URLSafeTimedSerializer(key, salt="salesflow-api-token"))
-        current_app.extensions["salesflow_token_signer"] = held
-    return held[1]
+    return _signer_of(current_app.config["SECRET_KEY"])
+
+
+# tokens whose signature was checked and right, with what they carry: a token's signature cannot
+# change, so it is checked once; its age is checked on every call (token_claims). Only signed
+# tokens are kept (what a caller merely sends is never stored); a full table starts again.
+_VERIFIED: dict[tuple, tuple] = {}
+_VERIFIED_MAX = 4096
+
+
+def _unsigned(key, token: str):
+    """(payload, signed at) of a token signed with `key`, else None."""
+    found = _VERIFIED.get((key, token))
+    if found is None:
+        try:
+            found = _signer_of(key).loads(token, return_timestamp=True)
+        except BadSignature:
+            return None
+        if len(_VERIFIED) >= _VERIFIED_MAX:
+            _VERIFIED.clear()
+        _VERIFIED[(key, token)] = found
+    return found
 
 
 def issue_token(username: str) -> str:
@@ -112,10 +135,13 @@ def issue_token(username: str) -> str:
 
 def token_claims(token: str) -> dict | None:
     """The claims of a valid token: signed, not expired, its epoch current and its id not revoked."""
-    try:
-        data, signed_at = _serializer().loads(token, max_age=current_app.config["API_TOKEN_MAX_AGE"],
-                                              return_timestamp=True)
-    except (BadSignature, SignatureExpired):
+    unsigned = _unsigned(current_app.config["SECRET_KEY"], token)
+    if unsigned is None:
+        return None
+    data, signed_at = unsigned
+    # the age as itsdangerous counts it (whole seconds; a token from the future is no token)
+    age = int(time.time()) - int(signed_at.timestamp())
+    if not 0 <= age <= current_app.config["API_TOKEN_MAX_AGE"]:
         return None
     if not isinstance(data, dict):
         return None
