@@ -14,8 +14,10 @@ from .definitions import merge_vocabularies
 from .errors import NotFound, ValidationFailed
 from .models import Comment, HumanTask, InstanceCopy, ProcessInstance, User, UTCDateTime
 from .tables import (
-    HISTORY, OPEN_TASKS_OF, TASK_LIST, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, summary_of, instance_id as parse_instance_id, iso, task_dict, usernames,
+    HISTORY, OPEN_TASKS_OF, TASK_LIST, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, history_event, summary_of,
+    instance_id as parse_instance_id, iso, task_dict, usernames,
 )
+from .db import json_loads
 
 # The inbox is the hottest read: two index-driven heads merged — ix_human_tasks_inbox for "assigned to
 # me", ix_candidates_inbox for "claimable by me" (the caller's own pool rows, in inbox order, never
@@ -407,9 +409,11 @@ def open_tasks_by_instance(session, ids: list[int]) -> dict[int, list[dict]]:
     return result
 
 
-def instance_dict(rt, session, inst, *, with_history: bool, tasks=None, names: dict[int, str] | None = None) -> dict:
+def instance_dict(rt, session, inst, *, with_history: bool, tasks=None, names: dict[int, str] | None = None,
+                  events: tuple | None = None) -> dict:
     """The instance object (of an ORM ProcessInstance or a command's InstanceRow). Read with Core
-    rows, not ORM objects: this is on every command's path."""
+    rows, not ORM objects: this is on every command's path. `events`: its history as a command
+    holds it (command_history), else the history is read."""
     if tasks is None:
         tasks = open_tasks_by_instance(session, [inst.id]).get(inst.id, [])
     if names is None:
@@ -424,12 +428,29 @@ def instance_dict(rt, session, inst, *, with_history: bool, tasks=None, names: d
         "completed_at": iso(inst.completed_at),
     }
     if with_history:
-        events = session.connection().execute(HISTORY, {"instance_id": inst.id})
         titles = parsed.titles
-        result["history"] = [{"at": iso(e.at), "actor": e.actor, "action": e.action, "task": e.task,
-                              "detail": e.detail or {}, "task_title": titles.get(e.task)} for e in events]
+        if events is None:
+            events = session.connection().execute(HISTORY, {"instance_id": inst.id})
+            result["history"] = [{"at": iso(e.at), "actor": e.actor, "action": e.action, "task": e.task,
+                                  "detail": e.detail or {}, "task_title": titles.get(e.task)} for e in events]
+        else:  # as a command keeps them (runner.history_event)
+            result["history"] = [{"at": iso(at), "actor": actor, "action": action, "task": task,
+                                  "detail": json_loads(detail) or {}, "task_title": titles.get(task)}
+                                 for at, actor, action, task, detail in events]
         result["copied_to"] = copied_to(result["history"])
     return result
+
+
+def command_history(session, cmd) -> tuple:
+    """The instance's history after the command (runner.history_event tuples): as the command knows
+    it without reading (the process wrote all of it since its last read), else read, and known
+    from then on (the object cache keeps it for the next command on the instance)."""
+    known = cmd.known_history
+    if known is None or known[0] != cmd.instance.lock_version:
+        rows = session.connection().execute(HISTORY, {"instance_id": cmd.instance.id})
+        known = cmd.known_history = (cmd.instance.lock_version, tuple(
+            history_event(e.at, e.actor, e.action, e.task, e.detail) for e in rows))
+    return known[1]
 
 
 def command_instance_dict(rt, cmd) -> dict:
@@ -444,7 +465,8 @@ def command_instance_dict(rt, cmd) -> dict:
     tasks = [task_dict(SimpleNamespace(**r.columns(), assignee=chart.username(r.assignee_id), subject=subject,
                                        summary_zh=inst.summary_zh, summary_en=inst.summary_en)) for r in rows]
     names = {inst.started_by_id: chart.username(inst.started_by_id), inst.subject_id: subject}
-    return instance_dict(rt, cmd.session, inst, with_history=True, tasks=tasks, names=names)
+    return instance_dict(rt, cmd.session, inst, with_history=True, tasks=tasks, names=names,
+                         events=command_history(cmd.session, cmd))
 
 
 def comments(rt, instance_id, username: str) -> list[dict]:

@@ -40,7 +40,8 @@ from .summary import summarize
 from .tables import (
     DELETE_CANDIDATES, INSERT_CANDIDATE, INSTANCE, INSTANCE_FOR_UPDATE, INSTANCE_FOR_UPDATE_SKIP_LOCKED,
     INSTANCE_OF_TASK_FOR_UPDATE, INSTANCE_TASKS, LIVE_TASKS_AND_TOKEN, OPEN_BY_TASK, TASK_BY_ID, TASK_COLUMNS,
-    TASKS_WITH_IDS, UPDATE_INSTANCE, ADD_HISTORY, ADD_NOTIFICATION, ARCHIVE_TASK, TASK_TABLE, iso, json_safe,
+    TASKS_WITH_IDS, UPDATE_INSTANCE, ADD_HISTORY, ADD_NOTIFICATION, ARCHIVE_TASK, TASK_TABLE, history_event, iso,
+    json_safe,
 )
 
 log = logging.getLogger("salesflow.engine")
@@ -158,6 +159,10 @@ class Command:
     ready: list | None = None  # the READY user tasks found by the last sync of the task rows
     reservation_released: bool = False  # the budget reservation is gone already (engine/services.py)
     known_ids: frozenset = frozenset()
+    # the instance's whole history as of a lock_version, when this process knows it without reading:
+    # (version, events), each event (at, actor username, action, task, detail as JSON text), in the
+    # order the history is read (by time, then as written); None when it must be read
+    known_history: tuple | None = None
 
     def task_completed(self, task) -> None:
         if is_timer(task):
@@ -198,22 +203,23 @@ class WorkflowCache:
         self._lock = threading.Lock()
         self.hits = self.misses = 0
 
-    def take(self, instance_id: int, state: str, parsed: ParsedDefinition) -> BpmnWorkflow | None:
+    def take(self, instance_id: int, state: str, parsed: ParsedDefinition) -> tuple:
+        """(the workflow object or None, the history saved with it: (lock_version, events) or None)."""
         with self._lock:
             entry = self._items.pop(instance_id, None)
         if entry is not None:
-            saved, wf = entry
+            saved, wf, history = entry
             if saved == state and wf.spec is parsed.spec and wf.subprocess_specs == (parsed.subprocess_specs or {}):
                 self.hits += 1
-                return wf
+                return wf, history
         self.misses += 1
-        return None
+        return None, None
 
-    def put(self, instance_id: int, state: str, wf: BpmnWorkflow) -> None:
+    def put(self, instance_id: int, state: str, wf: BpmnWorkflow, history: tuple | None = None) -> None:
         if self.size <= 0:
             return
         with self._lock:
-            self._items[instance_id] = (state, wf)
+            self._items[instance_id] = (state, wf, history)
             self._items.move_to_end(instance_id)
             while len(self._items) > self.size:
                 self._items.popitem(last=False)
@@ -264,7 +270,7 @@ class Runner:
         return InstanceRow(**found._mapping)
 
     def _load(self, cmd: Command) -> BpmnWorkflow:
-        wf = self.workflows.take(cmd.instance.id, cmd.instance.state, cmd.parsed)
+        wf, cmd.known_history = self.workflows.take(cmd.instance.id, cmd.instance.state, cmd.parsed)
         if wf is None:
             wf = serializer.loads(cmd.instance.state, cmd.parsed.spec, cmd.parsed.subprocess_specs)
         wf.script_engine = self.script_engine  # not serialized: re-attach after every load
@@ -290,9 +296,13 @@ class Runner:
             if inst.status != "running":
                 callbacks.pop(("workflow", id(self), inst.id), None)
             else:
-                callbacks[("workflow", id(self), inst.id)] = lambda: self.workflows.put(inst.id, state, wf)
+                callbacks[("workflow", id(self), inst.id)] = lambda: self.workflows.put(inst.id, state, wf,
+                                                                                        cmd.known_history)
         if cmd.session.connection().execute(UPDATE_INSTANCE, values).rowcount != 1:
             raise Conflict("the instance was changed concurrently; try again")
+        # the history known before holds while nobody saved the instance since: every history event
+        # is written here, after the UPDATE that bumps lock_version
+        known = cmd.known_history if cmd.known_history and cmd.known_history[0] == inst.lock_version else None
         inst.lock_version, inst.updated_at = inst.lock_version + 1, cmd.now
         cmd.session.flush()  # timer rows (ORM)
         self._write_tasks(cmd)
@@ -300,7 +310,11 @@ class Runner:
             cmd.session.connection().execute(self._add_participants, [
                 {"instance_id": inst.id, "user_id": uid} for uid in sorted(cmd.participants)])
             cmd.participants.clear()
-        self._write_history(cmd)
+        written = self._write_history(cmd)
+        # what the history is now, when it was known before: the events as read, sorted by time as
+        # the read sorts them (stable: at the same time, the earlier written first)
+        cmd.known_history = (inst.lock_version, tuple(sorted(known[1] + written, key=_event_at))) \
+            if known is not None else None
         if cmd.copies:
             cmd.session.connection().execute(self._add_copies, [
                 {"instance_id": inst.id, "user_id": uid, "by_id": by, "at": cmd.now, "comment": comment}
@@ -574,15 +588,20 @@ class Runner:
             row.new = row.changed = False
         cmd.candidates.clear()
 
-    def _write_history(self, cmd: Command) -> None:
-        """Append the command's history: one multi-row INSERT (the rows are never read back here)."""
-        if cmd.history:
-            cmd.session.connection().execute(ADD_HISTORY, [
-                {"instance_id": cmd.instance.id, "at": cmd.now + timedelta(microseconds=offset),
+    def _write_history(self, cmd: Command) -> tuple:
+        """Append the command's history: one multi-row INSERT. Returns the events as a read of them
+        returns them (history_event), for the answer to read none back."""
+        if not cmd.history:
+            return ()
+        rows = [{"instance_id": cmd.instance.id, "at": cmd.now + timedelta(microseconds=offset),
                  "actor_id": actor.id if actor else None, "action": action, "task": task,
                  "detail": {k: v for k, v in detail.items() if v is not None}}
-                for offset, (actor, action, task, detail) in enumerate(cmd.history)])
+                for offset, (actor, action, task, detail) in enumerate(cmd.history)]
+        cmd.session.connection().execute(ADD_HISTORY, rows)
+        written = tuple(history_event(row["at"], actor.username if actor else None, row["action"], row["task"],
+                                      row["detail"]) for row, (actor, *_rest) in zip(rows, cmd.history))
         cmd.history.clear()
+        return written
 
     # ------------------------------------------------------------ opening a command
     @contextmanager
@@ -629,6 +648,10 @@ class Runner:
         if cmd.task is None:  # PostgreSQL: the row went between the lock's subquery and the read
             raise NotFound(f"task {task_id} not found")
         return cmd
+
+
+def _event_at(event: tuple) -> datetime:
+    return event[0]
 
 
 def copy_to(cmd: Command, users, by: User | None, comment: str | None) -> list[str]:

@@ -11,6 +11,7 @@ from uuid import UUID
 from sqlalchemy import bindparam, delete, insert, select, text, update
 
 from . import clock
+from .db import json_dumps
 from .errors import NotFound
 from .models import HistoryEvent, HumanTask, HumanTaskCandidate, Notification, OrgVersion, ProcessInstance, User
 
@@ -167,6 +168,12 @@ def compact_inbox_counts(db) -> int:
 
 def iso(value: datetime | None) -> str | None:
     return value.astimezone(timezone.utc).isoformat() if value else None
+
+
+def history_event(at: datetime, actor: str | None, action: str, task: str | None, detail) -> tuple:
+    """A history event as commands keep it: its time in UTC, the detail as the JSON column stores it
+    (so it reads back as a read of the row would give it, and nobody can change it in place)."""
+    return (at.astimezone(timezone.utc), actor, action, task, json_dumps(detail))
 
 
 def is_uuid(value) -> bool:

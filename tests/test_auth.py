@@ -90,3 +90,17 @@ def test_the_session_user_needs_the_current_epoch(ctx, engine):
     assert auth.load_user("dave") is None
     session["auth_epoch"] = state.epoch("nobody")
     assert auth.load_user("nobody") is None
+
+
+def test_the_session_signer_is_made_once_per_key_and_follows_a_new_key(app):
+    from itsdangerous import BadSignature
+    interface = app.session_interface
+    first = interface.get_signing_serializer(app)
+    assert interface.get_signing_serializer(app) is first  # not made again for every request
+    cookie = first.dumps({"auth_epoch": 1})
+    app.secret_key = "a-new-secret"
+    signer = interface.get_signing_serializer(app)
+    with pytest.raises(BadSignature):  # a session signed with the old key is no session
+        signer.loads(cookie)
+    app.config["SECRET_KEY_FALLBACKS"] = ["test-secret"]  # unless the old key is kept as a fallback
+    assert interface.get_signing_serializer(app).loads(cookie) == {"auth_epoch": 1}

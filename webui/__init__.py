@@ -72,6 +72,14 @@ class SessionInterface(SecureCookieSessionInterface):
     def get_cookie_secure(self, app) -> bool:
         return bool(app.config["SESSION_COOKIE_SECURE"]) or (bool(request) and request.is_secure)
 
+    def get_signing_serializer(self, app):
+        """Flask's signer, made once per key (and fallback keys), not on every request."""
+        keys = (app.secret_key, tuple(app.config["SECRET_KEY_FALLBACKS"] or ()))
+        held = getattr(self, "_signer", None)
+        if held is None or held[0] != keys:
+            held = self._signer = (keys, super().get_signing_serializer(app))
+        return held[1]
+
 
 class JSONProvider(DefaultJSONProvider):
     """Flask's JSON provider, with responses written by orjson: the same document (dates, UUIDs,

@@ -12,7 +12,7 @@ from ..access import actor as get_actor, can_see, may_start
 from ..errors import BadRequest, Conflict, Forbidden, NotFound, RateLimited, ValidationFailed
 from ..forms import validate_form
 from ..models import Attachment, Comment, HistoryEvent, Timer
-from ..queries import instance_dict
+from ..queries import command_history, instance_dict
 from ..runner import Command, InstanceRow, copy_to
 from ..tables import CANDIDATE_TABLE, INSERT_INSTANCE, TASK_TABLE, iso, usernames
 from ..services import release_reservations
@@ -40,7 +40,7 @@ def start(rt, process_id: str, username: str, data: dict | None = None, *, at: d
             return_count=0, last_approver_id=None, created_at=now, updated_at=now, completed_at=None)
         inserted = {k: v for k, v in vars(inst).items() if k != "id"}
         inst.id = session.execute(INSERT_INSTANCE, inserted).inserted_primary_key[0]
-        cmd = Command(session, inst, parsed, actor, now, had_timers=False)
+        cmd = Command(session, inst, parsed, actor, now, had_timers=False, known_history=(0, ()))  # no history yet
         meta = {"submitter": subject.username, "started_by": actor.username,
                 "region": subject.region.code if subject.region else None}
         wf = BpmnWorkflow(parsed.spec, parsed.subprocess_specs, script_engine=rt.script_engine)
@@ -57,7 +57,7 @@ def start(rt, process_id: str, username: str, data: dict | None = None, *, at: d
                 raise BadRequest("this process does not start with a task of yours; start it without data")
             complete_loaded(rt, cmd, wf, first[0], data)
         rt._save(cmd, wf)
-        return instance_dict(rt, session, inst, with_history=True)
+        return instance_dict(rt, session, inst, with_history=True, events=command_history(session, cmd))
 
 
 def _subject(session, parsed, actor, initial: dict):

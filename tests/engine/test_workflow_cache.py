@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
 from engine.errors import Conflict
 from engine.runtime import Engine
@@ -99,22 +99,92 @@ def test_the_cache_gives_an_object_once_for_its_own_state_and_spec_and_keeps_the
     cache = WorkflowCache(2)
     spec, other = object(), object()
     wf = _Workflow(spec)
+    history = (3, (("at", "alice", "started", None, "{}"),))
+    cache.put(1, "state", wf, history)
+    assert cache.take(1, "state", _Parsed(spec)) == (wf, history)
+    assert cache.take(1, "state", _Parsed(spec)) == (None, None)  # taken: a second command restores
     cache.put(1, "state", wf)
-    assert cache.take(1, "state", _Parsed(spec)) is wf
-    assert cache.take(1, "state", _Parsed(spec)) is None  # taken: a second command restores
+    assert cache.take(1, "another state", _Parsed(spec)) == (None, None)
     cache.put(1, "state", wf)
-    assert cache.take(1, "another state", _Parsed(spec)) is None
+    assert cache.take(1, "state", _Parsed(other)) == (None, None)  # another definition (a migration)
     cache.put(1, "state", wf)
-    assert cache.take(1, "state", _Parsed(other)) is None  # another definition (a migration)
-    cache.put(1, "state", wf)
-    assert cache.take(1, "state", _Parsed(spec, {"call": object()})) is None
+    assert cache.take(1, "state", _Parsed(spec, {"call": object()})) == (None, None)
     for iid in (1, 2, 3):
         cache.put(iid, "s", _Workflow(spec))
-    assert len(cache) == 2 and cache.take(1, "s", _Parsed(spec)) is None  # the oldest went
-    assert cache.take(3, "s", _Parsed(spec)) is not None
+    assert len(cache) == 2 and cache.take(1, "s", _Parsed(spec))[0] is None  # the oldest went
+    assert cache.take(3, "s", _Parsed(spec))[0] is not None
     off = WorkflowCache(0)
     off.put(1, "state", wf)
     assert len(off) == 0
+
+
+def _history_reads(db):
+    """A list that collects the statements reading history_events while the listener is on."""
+    seen = []
+
+    def watch(_conn, _cursor, statement, *_args):
+        if "FROM history_events" in statement:
+            seen.append(statement)
+    engines = {db.engine, db.write_engine}
+    for e in engines:
+        event.listen(e, "before_cursor_execute", watch)
+    return seen, lambda: [event.remove(e, "before_cursor_execute", watch) for e in engines]
+
+
+def test_a_command_answers_with_the_history_a_read_gives_without_reading_what_it_wrote(engine):
+    seen, stop = _history_reads(engine.db)
+    try:
+        inst = claim(engine)
+        answers = [inst["history"]]
+        # a return to the submitter, her resubmission, both approvals: every kind of event, twice over
+        task = inst["tasks"][0]
+        inst = engine.complete(task["id"], "dave", {"decision": "return", "comment": "receipt?"})["instance"]
+        answers.append(inst["history"])
+        while inst["status"] == "running":
+            task = inst["tasks"][0]
+            data = {k: v for k, v in inst["data"].items() if k in (
+                "category", "amount", "incurred_on", "description", "invoices")} \
+                if task["name"] == "revise_claim" else {**APPROVE, "comment": "again"}
+            inst = engine.complete(task["id"], task["assignee"], data)["instance"]
+            answers.append(inst["history"])
+        assert seen == []  # this process wrote all of it: nothing was read back
+    finally:
+        stop()
+    assert inst["status"] == "completed" and len(answers) == 5
+    # what a read of the rows gives, to the character: times, order, details, actors, titles
+    assert answers[-1] == engine.instance(inst["id"], "admin")["history"]
+    for shorter, longer in zip(answers, answers[1:]):
+        assert longer[:len(shorter)] == shorter  # each answer is the one before and what came since
+
+
+def test_history_another_process_wrote_is_read_and_a_rolled_back_command_leaves_none(engine, database, monkeypatch):
+    inst = claim(engine)
+    other = Engine(database, engine.workflows_dir)  # another server process on the same database
+    other.storage = engine.storage
+    other.copy(inst["id"], "alice", ["bob"], "for your information")  # history the first never saw
+    task = inst["tasks"][0]
+    seen, stop = _history_reads(database)
+    try:
+        after = engine.complete(task["id"], "dave", APPROVE)["instance"]
+    finally:
+        stop()
+    assert len(seen) == 1  # the instance changed since this process saved it: read
+    assert "copied" in [e["action"] for e in after["history"]]
+    assert after["history"] == engine.instance(inst["id"], "admin")["history"]
+    # a command that rolls back after its save leaves no history behind to answer with
+    finance = after["tasks"][0]
+
+    def fail(rt, cmd):
+        raise RuntimeError("the answer could not be built")
+    from engine.commands import tasks
+    monkeypatch.setattr(tasks, "command_instance_dict", fail)
+    with pytest.raises(RuntimeError):
+        engine.complete(finance["id"], "heidi", APPROVE)
+    monkeypatch.undo()
+    done = engine.complete(finance["id"], "heidi", APPROVE)["instance"]
+    assert done["status"] == "completed"
+    assert done["history"] == engine.instance(inst["id"], "admin")["history"]
+    assert [e["action"] for e in done["history"]].count("approved") == 2
 
 
 def test_what_a_transaction_leaves_for_its_commit_runs_after_it_and_never_after_a_rollback(database):
