@@ -180,6 +180,7 @@ def test_history_another_process_wrote_is_read_and_a_rolled_back_command_leaves_
     monkeypatch.setattr(tasks, "command_instance_dict", fail)
     with pytest.raises(RuntimeError):
         engine.complete(finance["id"], "heidi", APPROVE)
+    assert inst["id"] not in engine.workflows._items  # neither the object nor its history
     monkeypatch.undo()
     done = engine.complete(finance["id"], "heidi", APPROVE)["instance"]
     assert done["status"] == "completed"
