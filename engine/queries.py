@@ -430,19 +430,19 @@ def instance_dict(rt, session, inst, *, with_history: bool, tasks=None, names: d
     if with_history:
         titles = parsed.titles
         if events is None:
-            events = session.connection().execute(HISTORY, {"instance_id": inst.id})
-            result["history"] = [{"at": iso(e.at), "actor": e.actor, "action": e.action, "task": e.task,
-                                  "detail": e.detail or {}, "task_title": titles.get(e.task)} for e in events]
-        else:  # as a command keeps them (runner.history_event)
-            result["history"] = [{"at": iso(at), "actor": actor, "action": action, "task": task,
-                                  "detail": json_loads(detail) or {}, "task_title": titles.get(task)}
-                                 for at, actor, action, task, detail in events]
+            rows = ((e.at, e.actor, e.action, e.task, e.detail)
+                    for e in session.connection().execute(HISTORY, {"instance_id": inst.id}))
+        else:  # as a command keeps them (tables.history_event): the detail as JSON text
+            rows = ((at, actor, action, task, json_loads(detail)) for at, actor, action, task, detail in events)
+        result["history"] = [{"at": iso(at), "actor": actor, "action": action, "task": task,
+                              "detail": detail or {}, "task_title": titles.get(task)}
+                             for at, actor, action, task, detail in rows]
         result["copied_to"] = copied_to(result["history"])
     return result
 
 
 def command_history(session, cmd) -> tuple:
-    """The instance's history after the command (runner.history_event tuples): as the command knows
+    """The instance's history after the command (tables.history_event tuples): as the command knows
     it without reading (the process wrote all of it since its last read), else read, and known
     from then on (the object cache keeps it for the next command on the instance)."""
     known = cmd.known_history

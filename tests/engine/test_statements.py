@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+import pytest
 from sqlalchemy import event, text
 
 from tests.helpers import APPROVE, CLAIM, by_name, invoiced
@@ -99,3 +100,20 @@ def test_without_its_token_row_the_chart_is_read_once_a_transaction(engine):
         done = engine.complete(task["id"], "dave", APPROVE)
     assert [t["assignee"] for t in done["tasks"]] == ["heidi"]
     assert sum("FROM users" in q for q in seen) == 1, "\n".join(q.splitlines()[0][:120] for q in seen)
+
+
+def test_a_read_sends_no_begin_on_sqlite(engine):
+    """SQLite reads run in autocommit, as on PostgreSQL: each statement reads the latest commit, and
+    no BEGIN and ROLLBACK are sent around an inbox or an instance view."""
+    if not engine.db.is_sqlite:
+        pytest.skip("SQLite's read engine")
+    inst = engine.start("expense_approval", "alice", invoiced(engine, "alice", CLAIM))
+    sent = []
+    listener = lambda _c, _cur, statement, *_a: sent.append(statement.split()[0].upper())  # noqa: E731
+    event.listen(engine.db.engine, "before_cursor_execute", listener)
+    try:
+        engine.tasks("dave", with_total=True)
+        engine.instance(inst["id"], "alice")
+    finally:
+        event.remove(engine.db.engine, "before_cursor_execute", listener)
+    assert sent and "BEGIN" not in sent, sent
