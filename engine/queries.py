@@ -5,7 +5,6 @@ Nothing here writes. Who may see what is asked of `access`, the same rules the c
 from __future__ import annotations
 
 from functools import lru_cache
-from types import SimpleNamespace
 
 from sqlalchemy import bindparam, select, text
 
@@ -15,7 +14,7 @@ from .errors import NotFound, ValidationFailed
 from .models import Comment, HumanTask, InstanceCopy, ProcessInstance, User, UTCDateTime
 from .tables import (
     HISTORY, OPEN_TASKS_OF, TASK_LIST, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, history_event, summary_of,
-    instance_id as parse_instance_id, iso, task_dict, usernames,
+    english, instance_id as parse_instance_id, iso, task_columns, task_dict, task_object, usernames,
 )
 from .db import json_loads
 
@@ -217,8 +216,9 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
         stmt = _statement(page, extra, "now" in params)
         conn = session.connection()  # Core rows all through: the hottest read
         ids = conn.execute(stmt, params).scalars().all()
-        rows = {r.id: r for r in conn.execute(TASK_LIST, {"ids": ids})} if ids else {}
-        found = [task_dict(rows[i]) for i in ids]
+        rows = {r[0]: r for r in conn.execute(TASK_LIST, {"ids": ids})} if ids else {}
+        now, en = clock.now(), english()
+        found = [task_object(rows[i], now, en) for i in ids]
         if not with_total:
             return found
         if len(found) < limit and (found or offset == 0):
@@ -462,8 +462,9 @@ def command_instance_dict(rt, cmd) -> dict:
     subject = chart.username(inst.subject_id)
     rows = sorted((r for r in cmd.tasks.values() if r.status == "open" and r.instance_id == inst.id),
                   key=lambda r: r.created_at)
-    tasks = [task_dict(SimpleNamespace(**r.columns(), assignee=chart.username(r.assignee_id), subject=subject,
-                                       summary_zh=inst.summary_zh, summary_en=inst.summary_en)) for r in rows]
+    now, en = clock.now(), english()
+    tasks = [task_object((*task_columns(r), chart.username(r.assignee_id), subject, inst.summary_zh, inst.summary_en),
+                         now, en) for r in rows]
     names = {inst.started_by_id: chart.username(inst.started_by_id), inst.subject_id: subject}
     return instance_dict(rt, cmd.session, inst, with_history=True, tasks=tasks, names=names,
                          events=command_history(cmd.session, cmd))
