@@ -15,6 +15,7 @@ from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from operator import itemgetter
 from pathlib import Path
 from uuid import UUID, uuid4
 
@@ -128,7 +129,21 @@ class InstanceRow:
     error: dict | None = None  # what failed, when a step the system ran could not continue (status "error")
 
 
-INSTANCE_FIELDS = frozenset(InstanceRow.__dataclass_fields__)
+def _picker(stmt, names, prefix: str = ""):
+    """The values of `names` (each with `prefix`) of a row of `stmt`, by position: reading a Row's
+    attributes one by one costs more than the rest of turning it into a TaskRow or InstanceRow."""
+    keys = list(stmt.selected_columns.keys())
+    return itemgetter(*(keys.index(prefix + name) for name in names))
+
+
+# TaskRow(*values) takes a row's columns in the table's order
+if tuple(TaskRow.__dataclass_fields__)[:len(TASK_COLUMNS)] != TASK_COLUMNS:
+    raise RuntimeError("TaskRow's fields must begin with human_tasks' columns, in the table's order")
+# a command's opening rows (tables.OPEN_BY_TASK on SQLite; on PostgreSQL the locked instance, then
+# LIVE_TASKS_AND_TOKEN): their instance and task fields in InstanceRow's and TaskRow's order
+_OPEN_INSTANCE = _picker(OPEN_BY_TASK, InstanceRow.__dataclass_fields__)
+_OPEN_TASK = _picker(OPEN_BY_TASK, TASK_COLUMNS, "t_")
+_LIVE_TASK = _picker(LIVE_TASKS_AND_TOKEN, TASK_COLUMNS, "t_")
 
 
 @dataclass
@@ -629,12 +644,14 @@ class Runner:
         while we waited)."""
         if self.db.is_sqlite:
             found = session.connection().execute(OPEN_BY_TASK, {"task_id": task_id}).all()
-            inst = InstanceRow(**{k: v for k, v in found[0]._mapping.items() if k in INSTANCE_FIELDS}) if found else None
+            inst = InstanceRow(*_OPEN_INSTANCE(found[0])) if found else None
+            task_of = _OPEN_TASK
         else:
             locked = session.connection().execute(INSTANCE_OF_TASK_FOR_UPDATE, {"task_id": task_id}).first()
             inst = InstanceRow(**locked._mapping) if locked is not None else None
             found = session.connection().execute(LIVE_TASKS_AND_TOKEN, {"instance_id": inst.id if inst else None,
                                                            "task_id": task_id}).all()
+            task_of = _LIVE_TASK
         token = found[0].org_token if found else None
         user = access.command_actor(session, actor, token) if actor is not None else None
         if inst is None:
@@ -642,7 +659,7 @@ class Runner:
         cmd = Command(session, inst, self.definitions.get(session, inst.definition_id), user, at or clock.now())
         for row in found:
             if row.t_id is not None:
-                cmd.tasks[row.t_id] = TaskRow(**{name: getattr(row, "t_" + name) for name in TASK_COLUMNS})
+                cmd.tasks[row.t_id] = TaskRow(*task_of(row))
         cmd.holds_live_rows = True
         cmd.task = cmd.tasks.get(task_id)
         if cmd.task is None:  # PostgreSQL: the row went between the lock's subquery and the read
