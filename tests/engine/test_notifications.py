@@ -275,3 +275,23 @@ def test_time_of_first_retry_is_within_ten_seconds():
     from engine.mail import backoff
     assert backoff(1) <= timedelta(seconds=10) and backoff(2) > backoff(1) and backoff(50) == timedelta(hours=1)
     time.sleep(0)
+
+
+def test_a_pass_reads_the_tasks_to_remind_only_up_to_the_first_not_due_yet(engine, monkeypatch):
+    # three self-evaluations falling due a few days apart: before any reminder is due, the pass works
+    # out one reminder time (the soonest's), not one per task within the horizon; later, it reminds
+    # exactly the tasks whose working day before has come, in due order
+    for employee, period_end in (("alice", "2025-09-30"), ("bob", "2025-10-15"), ("carol", "2025-10-31")):
+        engine.start("performance_appraisal", "ivan", {**Q3, "employee": employee, "period_end": period_end},
+                     at=at("2025-09-30T18:00"))
+    from engine.calendar import BusinessCalendar
+    worked_out = []
+    real = BusinessCalendar.previous_working_day
+    monkeypatch.setattr(BusinessCalendar, "previous_working_day",
+                        lambda self, day: worked_out.append(day) or real(self, day))
+    engine.work(at=at("2025-10-10T08:00"))
+    assert len(worked_out) == 1
+    assert all("reminder" not in [n["kind"] for n in engine.notifications(u)] for u in ("alice", "bob", "carol"))
+    engine.work(at=at("2025-10-10T09:30"))  # alice's is due Saturday 11 October: reminded, the others not yet
+    reminded = {u: [n["kind"] for n in engine.notifications(u)].count("reminder") for u in ("alice", "bob", "carol")}
+    assert reminded == {"alice": 1, "bob": 0, "carol": 0}
