@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 
 from sqlalchemy import (
     JSON, Boolean, DateTime, ForeignKey, Index, Integer, Numeric, String, Text,
-    TypeDecorator, UniqueConstraint, false,
+    TypeDecorator, UniqueConstraint, false, text as sql_text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -158,6 +158,11 @@ class ProcessInstance(Base):
 NO_DUE_DATE = datetime(9999, 12, 31, tzinfo=timezone.utc)
 
 
+# the worker's partial indexes of open tasks (engine/notify.py's queries repeat these terms word for word)
+OVERDUE_UNSENT = "status = 'open' AND overdue_notified_at IS NULL AND due_at > created_at"
+NOT_REMINDED = "status = 'open' AND reminded_at IS NULL AND due_at > created_at"
+
+
 class HumanTask(Base):
     """Every user task that is or was open, indexed for the inbox."""
     __tablename__ = "human_tasks"
@@ -166,7 +171,11 @@ class HumanTask(Base):
         Index("ix_human_tasks_inbox", "assignee_id", "status", "sort_due", "created_at", "id"),
         Index("ix_human_tasks_instance_status", "instance_id", "status"),
         Index("ix_human_tasks_done", "completed_by_id", "completed_at"),  # 已办, newest first
-        Index("ix_human_tasks_due", "status", "due_at"),  # the worker's reminders and overdue notices
+        # the worker's pass: open tasks still to be told they are overdue, or to be reminded (migration 0011)
+        Index("ix_human_tasks_overdue_unsent", "status", "due_at", sqlite_where=sql_text(OVERDUE_UNSENT),
+              postgresql_where=sql_text(OVERDUE_UNSENT)),
+        Index("ix_human_tasks_not_reminded", "status", "due_at", sqlite_where=sql_text(NOT_REMINDED),
+              postgresql_where=sql_text(NOT_REMINDED)),
     )
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # SpiffWorkflow task id
     instance_id: Mapped[int] = mapped_column(ForeignKey("process_instances.id"))
