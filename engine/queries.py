@@ -6,14 +6,14 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import bindparam, select, text
+from sqlalchemy import bindparam, column, select, text
 
 from . import access, clock, org
 from .definitions import merge_vocabularies
 from .errors import NotFound, ValidationFailed
 from .models import Comment, HumanTask, InstanceCopy, ProcessInstance, User, UTCDateTime
 from .tables import (
-    HISTORY, OPEN_TASKS_OF, TASK_LIST, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, history_event, summary_of,
+    HISTORY, OPEN_TASKS_OF, TASK_PAGE, TASK_ROWS, TASK_TABLE, TASKS_BY_ID, history_event, summary_of,
     english, instance_id as parse_instance_id, iso, task_columns, task_dict, task_object, usernames,
 )
 from .db import json_loads
@@ -31,12 +31,12 @@ _INBOX_HEADS = """
                  JOIN human_tasks h ON h.id = c.task_id
                  WHERE c.user_id = :uid AND c.claimable = :yes AND h.assignee_id IS NULL AND h.status = 'open'{extra}
                  ORDER BY c.sort_due, c.created_at, c.task_id LIMIT :head) AS claimable"""
-_INBOX_PAGE = ("SELECT id FROM (" + _INBOX_HEADS + ") AS page "
+_INBOX_PAGE = ("SELECT id, sort_due, created_at FROM (" + _INBOX_HEADS + ") AS heads "
                "ORDER BY sort_due, created_at, id LIMIT :limit OFFSET :offset")
 _MATCHES = (" AND EXISTS (SELECT 1 FROM process_instances i WHERE i.id = h.instance_id"
             " AND i.search_text LIKE :q ESCAPE '\\')")
 # 已办: what the user completed (an approval held for added signers counts), newest first
-_DONE_PAGE = """SELECT h.id FROM human_tasks h WHERE h.completed_by_id = :uid AND h.status IN ('completed', 'held'){extra}
+_DONE_PAGE = """SELECT h.id, h.completed_at FROM human_tasks h WHERE h.completed_by_id = :uid AND h.status IN ('completed', 'held'){extra}
   ORDER BY h.completed_at DESC, h.id LIMIT :limit OFFSET :offset"""
 _DONE_COUNT = """SELECT count(*) FROM human_tasks h
   WHERE h.completed_by_id = :uid AND h.status IN ('completed', 'held'){extra}"""
@@ -213,12 +213,10 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
             extra += _MATCHES
             params["q"] = _like(q)
         page, count = (_INBOX_PAGE, _INBOX_COUNT) if scope == "open" else (_DONE_PAGE, _DONE_COUNT)
-        stmt = _statement(page, extra, "now" in params)
         conn = session.connection()  # Core rows all through: the hottest read
-        ids = conn.execute(stmt, params).scalars().all()
-        rows = {r[0]: r for r in conn.execute(TASK_LIST, {"ids": ids})} if ids else {}
+        rows = conn.execute(_page_rows(page, extra, "now" in params), params).all()
         now, en = clock.now(), english()
-        found = [task_object(rows[i], now, en) for i in ids]
+        found = [task_object(row, now, en) for row in rows]
         if not with_total:
             return found
         if len(found) < limit and (found or offset == 0):
@@ -226,6 +224,17 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
         if scope == "open" and not extra:
             return found, conn.execute(_statement(_INBOX_TOTAL, "", False), params).scalar() or 0
         return found, conn.execute(_statement(count, extra, "now" in params), params).scalar()
+
+
+@lru_cache(maxsize=64)
+def _page_rows(sql: str, extra: str, with_now: bool):
+    """One statement for a page of tasks: the page (an _INBOX_PAGE or _DONE_PAGE, its ids and the
+    keys it is sorted by) joined to its task rows (TASK_PAGE's columns), in the page's order."""
+    keys = ("id", "sort_due", "created_at") if sql is _INBOX_PAGE else ("id", "completed_at")
+    page = _statement(sql, extra, with_now).columns(*(column(key) for key in keys)).subquery("page")
+    order = (page.c.sort_due, page.c.created_at, page.c.id) if sql is _INBOX_PAGE \
+        else (page.c.completed_at.desc(), page.c.id)
+    return TASK_PAGE.where(TASK_TABLE.c.id == page.c.id).order_by(*order)
 
 
 @lru_cache(maxsize=64)

@@ -74,13 +74,12 @@ TASK_ROWS = select(TASK_TABLE, ASSIGNEE.c.username.label("assignee"), SUBJECT.c.
 OPEN_TASKS_OF = TASK_ROWS.where(TASK_TABLE.c.instance_id.in_(bindparam("ids", expanding=True)),
                                 TASK_TABLE.c.status == "open").order_by(TASK_TABLE.c.created_at)
 TASKS_BY_ID = TASK_ROWS.where(TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
-# an inbox page: only the columns task_dict reads (50 rows of every column, with their JSON and
-# time conversions, cost more than the query)
+# a page of tasks (queries.tasks joins it to the page's ids): only the columns of a task object (50
+# rows of every column, with their JSON and time conversions, cost more than the query)
 _ROW_EXTRAS = TASK_ROWS.selected_columns[len(TASK_TABLE.c):]  # assignee, subject, the summaries
 TASK_FIELDS = ("id", "instance_id", "process_id", "name", "title", "title_en", "lane", "status", "due_at", "created_at",
                "completed_at", "is_approval", "parent_id", "assignee", "subject", "summary_zh", "summary_en")
-TASK_LIST = TASK_ROWS.with_only_columns(*(TASK_TABLE.c[name] for name in TASK_FIELDS[:13]), *_ROW_EXTRAS) \
-    .where(TASK_TABLE.c.id.in_(bindparam("ids", expanding=True)))
+TASK_PAGE = TASK_ROWS.with_only_columns(*(TASK_TABLE.c[name] for name in TASK_FIELDS[:13]), *_ROW_EXTRAS)
 # a TASK_ROWS row's TASK_FIELDS, by position (a Row's attributes are far slower to read than its items)
 _TASK_ROW_FIELDS = itemgetter(*(list(TASK_ROWS.selected_columns.keys()).index(name) for name in TASK_FIELDS))
 # a task's own columns among them, of anything that has them as attributes (a command's TaskRow)
@@ -126,7 +125,7 @@ def task_dict(row) -> dict:
 
 
 def task_object(values: tuple, now: datetime, en: bool) -> dict:
-    """The task object of `values`, a task's TASK_FIELDS in their order (a TASK_LIST row is one:
+    """The task object of `values`, a task's TASK_FIELDS in their order (a TASK_PAGE row is one:
     an inbox page unpacks its rows, as reading 17 attributes of each costs more than the query)."""
     (tid, instance_id, process_id, name, title, title_en, lane, status, due_at, created_at, completed_at,
      is_approval, parent_id, assignee, subject, summary_zh, summary_en) = values
