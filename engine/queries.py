@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from sqlalchemy import bindparam, column, select, text
+from sqlalchemy import Integer, bindparam, column, select, text
 
 from . import access, clock, org
 from .definitions import merge_vocabularies
@@ -221,20 +221,27 @@ def tasks(rt, username: str, process_id: str | None = None, instance_id=None,
             return found
         if len(found) < limit and (found or offset == 0):
             return found, offset + len(found)
-        if scope == "open" and not extra:
-            return found, conn.execute(_statement(_INBOX_TOTAL, "", False), params).scalar() or 0
+        if scope == "open" and not extra:  # the page's rows carry it (_page_rows)
+            return found, (rows[0].total if rows else
+                           conn.execute(_statement(_INBOX_TOTAL, "", False), params).scalar()) or 0
         return found, conn.execute(_statement(count, extra, "now" in params), params).scalar()
 
 
 @lru_cache(maxsize=64)
 def _page_rows(sql: str, extra: str, with_now: bool):
     """One statement for a page of tasks: the page (an _INBOX_PAGE or _DONE_PAGE, its ids and the
-    keys it is sorted by) joined to its task rows (TASK_PAGE's columns), in the page's order."""
+    keys it is sorted by) joined to its task rows (TASK_PAGE's columns), in the page's order. The
+    whole inbox's page carries the inbox's total too (a column after the task's: one statement less
+    whenever the page is full)."""
     keys = ("id", "sort_due", "created_at") if sql is _INBOX_PAGE else ("id", "completed_at")
     page = _statement(sql, extra, with_now).columns(*(column(key) for key in keys)).subquery("page")
     order = (page.c.sort_due, page.c.created_at, page.c.id) if sql is _INBOX_PAGE \
         else (page.c.completed_at.desc(), page.c.id)
-    return TASK_PAGE.where(TASK_TABLE.c.id == page.c.id).order_by(*order)
+    stmt = TASK_PAGE.where(TASK_TABLE.c.id == page.c.id).order_by(*order)
+    if sql is _INBOX_PAGE and not extra:
+        stmt = stmt.add_columns(_statement(_INBOX_TOTAL, "", False).columns(column("total", Integer))
+                                .scalar_subquery().label("total"))
+    return stmt
 
 
 @lru_cache(maxsize=64)

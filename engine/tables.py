@@ -125,10 +125,11 @@ def task_dict(row) -> dict:
 
 
 def task_object(values: tuple, now: datetime, en: bool) -> dict:
-    """The task object of `values`, a task's TASK_FIELDS in their order (a TASK_PAGE row is one:
-    an inbox page unpacks its rows, as reading 17 attributes of each costs more than the query)."""
+    """The task object of `values`, a task's TASK_FIELDS in their order, then anything (a TASK_PAGE
+    row is one: an inbox page unpacks its rows, as reading 17 attributes of each costs more than the
+    query)."""
     (tid, instance_id, process_id, name, title, title_en, lane, status, due_at, created_at, completed_at,
-     is_approval, parent_id, assignee, subject, summary_zh, summary_en) = values
+     is_approval, parent_id, assignee, subject, summary_zh, summary_en, *_after) = values
     public = _PUBLIC_STATUS.get(status, status)
     result = {
         "id": tid, "instance_id": instance_id, "process_id": process_id, "name": name,
