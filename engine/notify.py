@@ -180,12 +180,14 @@ def remind(rt, now: datetime, limit: int = 500) -> int:
     with rt.db.read() as session:
         due = [("overdue", task) for task in session.execute(_OVERDUE_UNSENT, params)]
         # a later due time never has an earlier reminder (the working day before it is the same or
-        # later): the first task not to be reminded yet ends the pass, the rows after it are never read
-        for task in session.execute(_NOT_REMINDED, params):
-            day_before = rt.calendar.previous_working_day(task.due_at)
-            if now < datetime.combine(day_before, _REMIND_AT, tzinfo=rt.calendar.tz):
-                break
-            due.append(("reminder", task))
+        # later): the first task not to be reminded yet ends the pass, the rows after it are never
+        # read (and the statement is closed at once, not left open)
+        with session.execute(_NOT_REMINDED, params) as coming:
+            for task in coming:
+                day_before = rt.calendar.previous_working_day(task.due_at)
+                if now < datetime.combine(day_before, _REMIND_AT, tzinfo=rt.calendar.tz):
+                    break
+                due.append(("reminder", task))
     if not due:
         return 0
     done = 0
