@@ -130,20 +130,6 @@ def _ping_when_rested(engine: Engine, rest: float) -> None:
             raise DisconnectionError(f"a pooled connection was closed: {exc}") from exc
 
 
-def _generic_plans(engine: Engine) -> None:
-    """PostgreSQL plans a prepared statement (psycopg prepares one it ran 5 times) once, not at every
-    execution. Left to choose ("auto"), the server kept planning the inbox page afresh each time (3 ms
-    of planning for 1 ms of work: its LIMITs make the generic plan look dearer, though it is the same
-    plan); every statement here is a lookup by key or an index range whose plan does not depend on
-    its values. PostgreSQL 12 and later know the setting."""
-    @event.listens_for(engine, "connect")
-    def _set(dbapi_conn, _record):
-        if dbapi_conn.info.server_version >= 120000:
-            with dbapi_conn.cursor() as cur:
-                cur.execute("SET plan_cache_mode = force_generic_plan")
-            dbapi_conn.commit()
-
-
 def _committed(session) -> None:
     for callback in session.info.pop("on_commit", {}).values():
         callback()
@@ -171,10 +157,9 @@ class Database:
             self.write_engine = create_engine(self.url, pool_size=10, max_overflow=20, pool_use_lifo=True,
                                               **_JSON)
             _ping_when_rested(self.write_engine, PING_AFTER_REST)
-            _generic_plans(self.write_engine)
             # reads run in autocommit, on the same pool: under READ COMMITTED every statement reads
             # a fresh snapshot anyway, so a transaction around them would only add BEGIN and
-            # ROLLBACK round trips (an inbox page is one statement and its total one, a token check one)
+            # ROLLBACK round trips (an inbox page is one statement, a token check one)
             self.engine = self.write_engine.execution_options(isolation_level="AUTOCOMMIT")
         # one lock per SQLite file and process (every Database on the file shares it)
         self._write_lock = _sqlite_lock(self.url) if self.is_sqlite else None

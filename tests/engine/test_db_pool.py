@@ -55,12 +55,3 @@ def test_a_connection_in_use_a_moment_ago_is_not_pinged(pg_database, monkeypatch
         assert backend_pid(db) != first  # ...so the next call connects afresh
     finally:
         db.dispose()
-
-
-def test_a_connection_plans_prepared_statements_once(pg_database):
-    # the generic plan of a prepared statement, kept: the server does not plan it again at every
-    # execution (it did for the inbox page, whose LIMITs made the generic plan look dearer)
-    with pg_database.engine.connect() as conn:
-        assert conn.execute(text("SHOW plan_cache_mode")).scalar() == "force_generic_plan"
-    with pg_database.write() as session:
-        assert session.execute(text("SHOW plan_cache_mode")).scalar() == "force_generic_plan"
